@@ -1,0 +1,1 @@
+"""Device runtime of TempoSync Edge: numpy + onnxruntime/LiteRT, never torch."""

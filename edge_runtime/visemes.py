@@ -1,0 +1,114 @@
+"""The viseme vocabulary and every phoneme -> viseme map (the one source of truth).
+
+15 classes, the Oculus/Meta set. Token 0 is ``sil``: the idle, closed mouth, also used
+when no visemes are available (the paper's all-zero token). Torch-free: the device
+runtime and the training code both import this module.
+
+Inventories mapped here:
+- ARPAbet as used by CMUdict, LRS3 alignments and pocketsphinx (stress digits allowed),
+  plus pocketsphinx's silence and filler phones.
+- espeak-ng phoneme mnemonics of the English tables (``en-us`` -> ``en`` -> ``base1``),
+  with stress marks allowed.
+"""
+
+from __future__ import annotations
+
+VISEMES: tuple[str, ...] = (
+    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",
+)
+NUM_VISEMES = len(VISEMES)
+SIL = 0
+VISEME_INDEX: dict[str, int] = {name: i for i, name in enumerate(VISEMES)}
+
+# ARPAbet (39 CMUdict phones). AH carries stress: AH0 is a schwa (neutral, mid-open: E),
+# AH1/AH2 is the open-mid vowel of "cut" (aa); see arpabet_to_viseme.
+ARPABET_TO_VISEME: dict[str, str] = {
+    "AA": "aa", "AE": "aa", "AH": "aa", "AO": "O", "AW": "aa", "AY": "aa",
+    "B": "PP", "CH": "CH", "D": "DD", "DH": "TH", "EH": "E", "ER": "RR",
+    "EY": "E", "F": "FF", "G": "kk", "HH": "kk", "IH": "I", "IY": "I",
+    "JH": "CH", "K": "kk", "L": "nn", "M": "PP", "N": "nn", "NG": "kk",
+    "OW": "O", "OY": "O", "P": "PP", "R": "RR", "S": "SS", "SH": "CH",
+    "T": "DD", "TH": "TH", "UH": "U", "UW": "U", "V": "FF", "W": "U",
+    "Y": "I", "Z": "SS", "ZH": "CH",
+}
+ARPABET_SCHWA = "AH0"
+
+# Silence, breath and noise are mapped explicitly to the idle shape, never to a random viseme.
+ARPABET_NON_SPEECH: frozenset[str] = frozenset({
+    "SIL", "SP", "SPN", "NSN", "+NSN+", "+SPN+", "+BREATH+", "+COUGH+", "+NOISE+",
+    "+SMACK+", "+UH+", "+UM+", "<s>", "</s>", "<sil>",
+})
+
+# espeak-ng mnemonics (English tables and the base1 consonants they inherit).
+ESPEAK_TO_VISEME: dict[str, str] = {
+    # vowels
+    "a": "aa", "a2": "aa", "aa": "aa", "A:": "aa", "A@": "aa", "A#": "aa", "A~": "aa",
+    "V": "aa", "VR": "aa", "aI": "aa", "aI@": "aa", "aI3": "aa", "aU": "aa", "aU@": "aa",
+    "@": "E", "@-": "E", "@2": "E", "@5": "E", "@#": "E", "a#": "E", "a#2": "E",
+    "e": "E", "e:": "E", "e#": "E", "E": "E", "E#": "E", "E2": "E", "eI": "E", "e@": "E",
+    "i": "I", "i:": "I", "I": "I", "I#": "I", "I2": "I", "I2#": "I", "IR": "I",
+    "i@": "I", "i@3": "I",
+    "o": "O", "o:": "O", "0": "O", "0#": "O", "02": "O", "O": "O", "O:": "O", "O2": "O",
+    "O@": "O", "o@": "O", "O~": "O", "oU": "O", "oU#": "O", "OI": "O",
+    "u": "U", "u:": "U", "U": "U", "U@": "U",
+    "3": "RR", "3:": "RR",
+    # syllabic consonants
+    "m-": "PP", "n-": "nn", "N-": "kk", "r-": "RR", "l-": "nn", "@L": "nn",
+    # bilabials
+    "p": "PP", "b": "PP", "m": "PP", "B": "PP",
+    # labiodentals
+    "f": "FF", "v": "FF", "v#": "FF",
+    # dentals
+    "T": "TH", "D": "TH",
+    # alveolar stops and taps
+    "t": "DD", "d": "DD", "t[": "DD", "d[": "DD", "t#": "DD", "t2": "DD", "d#": "DD", "*": "DD",
+    # velars, uvulars, glottals
+    "k": "kk", "g": "kk", "c": "kk", "J": "kk", "q": "kk", "x": "kk", "X": "kk", "N": "kk",
+    "Q": "kk", "Q^": "kk", 'Q"': "kk", "#X1": "kk", "h": "kk", "?": "kk",
+    # post-alveolars and palatal fricatives
+    "tS": "CH", "dZ": "CH", "tS;": "CH", "dZ;": "CH", "S": "CH", "Z": "CH", "S;": "CH",
+    "Z;": "CH", "J^": "CH", "C": "CH",
+    # sibilants
+    "s": "SS", "z": "SS", "s.": "SS", "z.": "SS", "s;": "SS", "z;": "SS", "z#": "SS",
+    "z/2": "SS",
+    # nasals and laterals
+    "n": "nn", "n.": "nn", "n^": "nn", "l": "nn", "l/": "nn", "l/2": "nn", "l/3": "nn",
+    "l^": "nn", "l.": "nn", "L/": "nn", "L": "nn", "l#": "nn",
+    # rhotics
+    "r": "RR", "r/": "RR", "R": "RR", "R2": "RR", "R3": "RR", 'r"': "RR", "**": "RR", "r.": "RR",
+    # glides
+    "j": "I", ";": "I", "w": "U", "w#": "U",
+}
+# Stress and syllable marks that espeak-ng prefixes to a mnemonic in phoneme events.
+ESPEAK_STRESS_MARKS = "',%="
+
+
+def viseme_id(name: str) -> int:
+    """Index of a viseme name; raises KeyError naming the unknown viseme."""
+    try:
+        return VISEME_INDEX[name]
+    except KeyError:
+        raise KeyError(f"unknown viseme {name!r}; known: {' '.join(VISEMES)}") from None
+
+
+def arpabet_to_viseme(phone: str) -> int:
+    """ARPAbet phone (e.g. ``AH0``, ``k``, ``SIL``, ``+NSN+``) -> viseme id."""
+    upper = phone.strip().upper()
+    if upper in ARPABET_NON_SPEECH or phone.strip() in ARPABET_NON_SPEECH:
+        return SIL
+    if upper == ARPABET_SCHWA:
+        return VISEME_INDEX["E"]
+    base = upper.rstrip("012")
+    if base not in ARPABET_TO_VISEME:
+        raise KeyError(f"unknown ARPAbet phone {phone!r}")
+    return VISEME_INDEX[ARPABET_TO_VISEME[base]]
+
+
+def espeak_to_viseme(mnemonic: str) -> int:
+    """espeak-ng phoneme mnemonic (stress marks allowed; ``_`` pauses) -> viseme id."""
+    name = mnemonic.strip().lstrip(ESPEAK_STRESS_MARKS)
+    if name == "" or name.startswith("_") or name in {"||", ":", "-"}:
+        return SIL
+    if name not in ESPEAK_TO_VISEME:
+        raise KeyError(f"unknown espeak-ng phoneme {mnemonic!r}")
+    return VISEME_INDEX[ESPEAK_TO_VISEME[name]]

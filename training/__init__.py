@@ -1,0 +1,1 @@
+"""Host side: data, models, diffusion, losses, trainers and evaluation (PyTorch)."""

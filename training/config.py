@@ -1,0 +1,253 @@
+"""YAML configs loaded into typed, frozen dataclasses.
+
+Every config dataclass of the host lives here (one source of truth). Loading rejects unknown
+keys and wrong types with a ``ConfigError`` whose message names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names file and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFractions:
+    """Fractions of identities (speakers) per split; identities never cross splits."""
+
+    train: float = 0.8
+    """Share of identities used for training."""
+    val: float = 0.1
+    """Share used for validation and calibration."""
+    test: float = 0.1
+    """Share held out for evaluation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """The synthetic talking-face dataset (``tsd data synth``)."""
+
+    identities: int = 24
+    """Number of procedurally generated identities (each has its own face and voice)."""
+    clips_per_identity: int = 6
+    """Clips spoken by each identity."""
+    size: int = 128
+    """Frame width and height in pixels."""
+    fps: int = 25
+    """Video frame rate."""
+    seed: int = 0
+    """Master seed; the dataset is a pure function of the config."""
+    splits: SplitFractions = SplitFractions()
+    """Identity split fractions."""
+    min_words: int = 4
+    """Fewest words in a spoken sentence."""
+    max_words: int = 9
+    """Most words in a spoken sentence."""
+    pause_probability: float = 0.35
+    """Probability that a sentence has a mid-sentence pause (comma)."""
+    lead_silence_s: tuple[float, float] = (0.15, 0.5)
+    """Range of silence before speech starts, seconds."""
+    tail_silence_s: tuple[float, float] = (0.2, 0.6)
+    """Range of silence after speech ends, seconds."""
+    noise_snr_db: tuple[float, float] = (30.0, 50.0)
+    """Range of background-noise SNR added to the speech, dB."""
+    flow: bool = True
+    """Precompute optical flow between consecutive frames for the temporal loss."""
+    flow_stride: int = 2
+    """Flow is stored at 1/stride resolution (values in full-resolution pixels)."""
+    workers: int = 0
+    """Parallel worker processes; 0 means one per CPU core."""
+
+    def validate(self, where: str) -> None:
+        _check(self.identities >= 3, where, "identities", "needs at least 3 (train/val/test)")
+        _check(self.clips_per_identity >= 1, where, "clips_per_identity", "must be >= 1")
+        _check(self.size >= 64 and self.size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
+        _check(self.fps > 0, where, "fps", "must be positive")
+        _check(1 <= self.min_words <= self.max_words, where, "min_words", "1 <= min <= max_words")
+        _check(0.0 <= self.pause_probability <= 1.0, where, "pause_probability", "must be in [0, 1]")
+        _check(self.flow_stride >= 1, where, "flow_stride", "must be >= 1")
+        _check(self.workers >= 0, where, "workers", "must be >= 0")
+        fractions = (self.splits.train, self.splits.val, self.splits.test)
+        _check(min(fractions) > 0 and abs(sum(fractions) - 1) < 1e-6, where, "splits",
+               "fractions must be positive and sum to 1")
+        for key in ("lead_silence_s", "tail_silence_s", "noise_snr_db"):
+            low, high = getattr(self, key)
+            _check(0 <= low <= high, where, key, "needs 0 <= low <= high")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lrs3Config:
+    """LRS3 preprocessing (``tsd data lrs3``)."""
+
+    size: int = 128
+    """Output frame width and height after face crop."""
+    fps: int = 25
+    """Output frame rate (clips at other rates are resampled)."""
+    face_margin: float = 0.35
+    """Margin added around the detected face box, as a fraction of its size."""
+    detect_every: int = 5
+    """Run the face detector on every n-th frame; boxes are interpolated and smoothed."""
+    val_fraction: float = 0.05
+    """Share of training talks (speakers) held out as the validation split."""
+    align: Literal["auto", "always"] = "auto"
+    """``auto``: pocketsphinx alignment only when a transcript lacks word times."""
+    flow: bool = True
+    """Precompute optical flow between consecutive frames."""
+    flow_stride: int = 2
+    """Flow is stored at 1/stride resolution (values in full-resolution pixels)."""
+    workers: int = 0
+    """Parallel worker processes; 0 means one per CPU core."""
+
+    def validate(self, where: str) -> None:
+        _check(self.size >= 64 and self.size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
+        _check(self.fps > 0, where, "fps", "must be positive")
+        _check(self.face_margin >= 0, where, "face_margin", "must be >= 0")
+        _check(self.detect_every >= 1, where, "detect_every", "must be >= 1")
+        _check(0 <= self.val_fraction < 1, where, "val_fraction", "must be in [0, 1)")
+        _check(self.flow_stride >= 1, where, "flow_stride", "must be >= 1")
+        _check(self.workers >= 0, where, "workers", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """How the training dataset cuts clips into samples."""
+
+    frames: int = 5
+    """T, the number of consecutive frames in one sample."""
+    viseme_context: int = 2
+    """Viseme tokens on each side of a frame (2 -> t-2..t+2, 80 ms look-ahead at 25 fps)."""
+    p_cross: float = 0.2
+    """Probability of replacing the reference with a frame of a different identity (eq 12)."""
+    with_flow: bool = True
+    """Load the precomputed optical flow (needed by the temporal loss)."""
+
+    def validate(self, where: str) -> None:
+        _check(self.frames >= 1, where, "frames", "must be >= 1")
+        _check(self.viseme_context >= 0, where, "viseme_context", "must be >= 0")
+        _check(0.0 <= self.p_cross <= 1.0, where, "p_cross", "must be in [0, 1]")
+
+
+def _check(ok: bool, where: str, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}.{key}: {message}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if errors else f"{where}: unsupported value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} for {cls.__name__} "
+            f"(known: {', '.join(sorted(fields))})"
+        )
+    kwargs = {key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
+    """Build ``cls`` from plain data, validating keys and types recursively."""
+    obj = _build(cls, data, source)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(source)
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain data (lists for tuples) that ``from_dict`` reads back."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(obj))
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read a YAML file into ``cls``; errors name the file and the offending key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    return from_dict(cls, data, str(path))
+
+
+def override(obj: T, source: str = "command line", **changes: Any) -> T:
+    """Validated copy of a config with the non-None ``changes`` applied (flags beat the file)."""
+    obj = dataclasses.replace(obj, **{k: v for k, v in changes.items() if v is not None})
+    obj.validate(source)
+    return obj

@@ -1,0 +1,148 @@
+"""Phone timing: word times -> phones (CMUdict), pocketsphinx forced alignment, frame visemes.
+
+CMUdict and the acoustic model come from the ``pocketsphinx`` wheel; words CMUdict lacks get
+their phonemes from espeak-ng.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_runtime.visemes import SIL, VISEME_INDEX, arpabet_to_viseme, espeak_to_viseme
+
+log = logging.getLogger(__name__)
+
+VOWEL_VISEMES = frozenset(VISEME_INDEX[v] for v in ("aa", "E", "I", "O", "U", "RR"))
+_VOWEL_WEIGHT = 2.0
+"""Vowels last about twice as long as consonants; used to place phones inside a word."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled time span in seconds; phones also carry their viseme id."""
+
+    label: str
+    start: float
+    end: float
+    viseme: int = SIL
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "start": round(self.start, 4), "end": round(self.end, 4),
+                "viseme": self.viseme}
+
+
+def frame_visemes(phones: list[Segment], n_frames: int, fps: int) -> np.ndarray:
+    """Viseme of the phone active at each frame centre, ``sil`` elsewhere -> [n_frames] int16."""
+    out = np.full(n_frames, SIL, dtype=np.int16)
+    centres = (np.arange(n_frames) + 0.5) / fps
+    for seg in phones:
+        out[(centres >= seg.start) & (centres < seg.end)] = seg.viseme
+    return out
+
+
+def pocketsphinx_model_dir() -> str:
+    import pocketsphinx
+
+    return os.path.join(pocketsphinx.get_model_path(), "en-us")
+
+
+@functools.lru_cache(maxsize=1)
+def cmudict() -> dict[str, tuple[str, ...]]:
+    """word (lower case) -> ARPAbet phones of its first pronunciation."""
+    table: dict[str, tuple[str, ...]] = {}
+    with open(os.path.join(pocketsphinx_model_dir(), "cmudict-en-us.dict"), encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and "(" not in parts[0]:
+                table.setdefault(parts[0], tuple(parts[1:]))
+    return table
+
+
+_NON_SPEECH = re.compile(r"^\{.*\}$|^\[.*\]$|^<.*>$")
+
+
+def normalise_word(word: str) -> str:
+    return word.strip().lower().strip(".,;:!?\"")
+
+
+def word_phones(word: str) -> list[tuple[str, int]]:
+    """(label, viseme) of each phone of a word: CMUdict, else espeak-ng; [] for noise tags."""
+    if _NON_SPEECH.match(word.strip()):
+        return []
+    key = normalise_word(word)
+    if key in cmudict():
+        return [(p, arpabet_to_viseme(p)) for p in cmudict()[key]]
+    from training.data.speech import Espeak
+
+    phonemes = Espeak.get().phonemes(key)
+    log.debug("word %r not in CMUdict; espeak-ng phonemes %s", key, phonemes)
+    return [(p, espeak_to_viseme(p)) for p in phonemes if espeak_to_viseme(p) != SIL]
+
+
+def phones_from_word_times(words: list[Segment]) -> list[Segment]:
+    """Place each word's phones inside its [start, end], vowels weighted longer."""
+    phones: list[Segment] = []
+    for word in words:
+        spec = word_phones(word.label)
+        if not spec or word.end <= word.start:
+            continue
+        weights = np.array([_VOWEL_WEIGHT if v in VOWEL_VISEMES else 1.0 for _, v in spec])
+        edges = word.start + (word.end - word.start) * np.concatenate(
+            [[0.0], np.cumsum(weights) / weights.sum()])
+        phones.extend(Segment(label, float(edges[i]), float(edges[i + 1]), viseme)
+                      for i, (label, viseme) in enumerate(spec))
+    return phones
+
+
+def align_transcript(audio: np.ndarray, words: list[str],
+                     sample_rate: int = 16000) -> tuple[list[Segment], list[Segment]]:
+    """Forced alignment of a transcript with pocketsphinx -> (word segments, phone segments).
+
+    audio: [N] float32 16 kHz. Words missing from CMUdict are left out of the alignment
+    (they become part of the neighbouring spans) with a warning.
+    """
+    from pocketsphinx import Decoder
+
+    known = [normalise_word(w) for w in words if normalise_word(w) in cmudict()]
+    missing = [w for w in words if normalise_word(w) not in cmudict() and not _NON_SPEECH.match(w)]
+    if missing:
+        log.warning("aligning without words missing from CMUdict: %s", " ".join(missing))
+    if not known:
+        return [], []
+    model = pocketsphinx_model_dir()
+    decoder = Decoder(hmm=os.path.join(model, "en-us"),
+                      dict=os.path.join(model, "cmudict-en-us.dict"),
+                      samprate=sample_rate, loglevel="FATAL")
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    decoder.set_align_text(" ".join(known))
+    _decode(decoder, pcm)  # first pass: word alignment
+    decoder.set_alignment()
+    _decode(decoder, pcm)  # second pass: phone and state alignment
+    alignment = decoder.get_alignment()
+    if alignment is None:
+        log.warning("pocketsphinx could not align %r", " ".join(known))
+        return [], []
+    frame = 0.01  # pocketsphinx frames are 10 ms
+    word_segs, phone_segs = [], []
+    for word in alignment:
+        start, end = word.start * frame, (word.start + word.duration) * frame
+        if word.name.startswith("<") or word.name == "</s>":
+            continue
+        word_segs.append(Segment(word.name, start, end))
+        for phone in word:
+            phone_segs.append(Segment(phone.name, phone.start * frame,
+                                      (phone.start + phone.duration) * frame,
+                                      arpabet_to_viseme(phone.name)))
+    return word_segs, phone_segs
+
+
+def _decode(decoder, pcm: bytes) -> None:
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()

@@ -1,0 +1,188 @@
+"""Audio and video files: 16 kHz wav, PNG frame folders, mp4 with an audio track (PyAV)."""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from scipy.signal import resample_poly
+
+from training.atomic import atomic_dir, atomic_path
+
+SAMPLE_RATE = 16_000
+"""Every wav of a manifest is 16 kHz mono 16-bit PCM."""
+
+
+class MediaError(ValueError):
+    """A media file that cannot be read as expected."""
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """float [-1, 1] or int16 samples -> int16."""
+    if audio.dtype == np.int16:
+        return audio
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of float samples [N] (scipy; exact rational ratio)."""
+    if rate_in == rate_out:
+        return audio.astype(np.float32)
+    g = np.gcd(rate_in, rate_out)
+    return resample_poly(audio.astype(np.float32), rate_out // g, rate_in // g).astype(np.float32)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Write mono samples (float in [-1, 1] or int16) as 16-bit PCM, atomically."""
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(to_int16(np.asarray(audio)).tobytes())
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    rate: int
+    channels: int
+    sample_width: int
+    samples: int
+
+
+def wav_info(path: str | Path) -> WavInfo:
+    try:
+        with wave.open(str(path), "rb") as w:
+            return WavInfo(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise MediaError(f"{path}: not a PCM wav file ({exc})") from None
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """-> (float32 mono samples in [-1, 1], rate). Stereo is downmixed."""
+    info = wav_info(path)
+    if info.sample_width != 2:
+        raise MediaError(f"{path}: expected 16-bit PCM, got {8 * info.sample_width}-bit")
+    with wave.open(str(path), "rb") as w:
+        data = np.frombuffer(w.readframes(info.samples), dtype=np.int16)
+    audio = data.reshape(-1, info.channels).mean(axis=1) / 32768.0
+    return audio.astype(np.float32), info.rate
+
+
+def frame_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def write_frames(directory: Path, frames_rgb: np.ndarray) -> None:
+    """frames_rgb: [T, H, W, 3] uint8 -> directory of PNGs 000000.png... (lossless)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames_rgb):
+        cv2.imwrite(str(directory / frame_name(i)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def count_frames(directory: Path) -> int:
+    return sum(1 for p in directory.iterdir() if p.suffix == ".png")
+
+
+def read_frame(directory: Path, index: int) -> np.ndarray:
+    """-> [H, W, 3] uint8 RGB."""
+    path = directory / frame_name(index)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"{path}: missing or unreadable frame")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_frames(directory: Path, start: int = 0, count: int | None = None) -> np.ndarray:
+    """-> [count, H, W, 3] uint8 RGB frames start..start+count-1."""
+    if count is None:
+        count = count_frames(directory) - start
+    return np.stack([read_frame(directory, start + i) for i in range(count)])
+
+
+def write_mp4(path: str | Path, frames_rgb: np.ndarray, fps: int,
+              audio: np.ndarray | None = None, rate: int = SAMPLE_RATE, crf: int = 18) -> None:
+    """H.264 video (+ AAC audio) mp4, atomically. frames_rgb: [T, H, W, 3] uint8 (even H, W)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=fps)
+            video.height, video.width = frames_rgb.shape[1:3]
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": str(crf), "preset": "medium"}
+            astream = None
+            if audio is not None:
+                astream = container.add_stream("aac", rate=rate, layout="mono")
+            for frame in frames_rgb:
+                for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in video.encode():
+                container.mux(packet)
+            if astream is not None:
+                _encode_audio(container, astream, to_int16(np.asarray(audio)), rate)
+
+
+def _encode_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+    chunk = 1024
+    for start in range(0, len(samples), chunk):
+        part = samples[start:start + chunk]
+        frame = av.AudioFrame.from_ndarray(part[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+@dataclass
+class Video:
+    frames: np.ndarray
+    """[T, H, W, 3] uint8 RGB."""
+    fps: float
+    audio: np.ndarray | None
+    """[N] float32 mono at SAMPLE_RATE, or None when the file has no audio track."""
+
+
+def read_mp4(path: str | Path) -> Video:
+    """Decode all frames and the audio track (downmixed, resampled to 16 kHz)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            vstream = container.streams.video[0]
+            fps = float(vstream.average_rate or vstream.base_rate or 25)
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(vstream)]
+        audio = _read_audio(path)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: cannot decode ({exc})") from None
+    if not frames:
+        raise MediaError(f"{path}: no video frames")
+    return Video(np.stack(frames), fps, audio)
+
+
+def _read_audio(path: str | Path) -> np.ndarray | None:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        chunks = []
+        for frame in container.decode(container.streams.audio[0]):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    if not chunks:
+        return None
+    return (np.concatenate(chunks).astype(np.float32) / 32768.0)
+
+
+def write_frames_dir(directory: Path, frames_rgb: np.ndarray) -> None:
+    """Write a frame folder atomically (all frames or none)."""
+    with atomic_dir(directory) as tmp:
+        write_frames(tmp, frames_rgb)

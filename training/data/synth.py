@@ -1,0 +1,228 @@
+"""The synthetic talking-face dataset: procedural identities speaking espeak-ng sentences.
+
+Each clip is a pure function of (config, identity index, clip index), so generation is
+deterministic, parallel and resumable (finished clip folders are kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.atomic import atomic_dir
+from training.config import SynthConfig, to_dict
+from training.data.alignment import Segment, cmudict, frame_visemes
+from training.data.face import (SUPERSAMPLE, FrameState, Identity, mouth_centre, pose_matrix,
+                                render_background, render_frame, sample_identity)
+from training.data.flow import optical_flow
+from training.data.manifest import ClipRecord, write_manifest
+from training.data.media import SAMPLE_RATE, write_frames, write_wav
+from training.data.mouth import mouth_track
+from training.data.parallel import run_parallel, worker_count
+from training.data.speech import ENGLISH_VOICES, VOICE_VARIANTS, Espeak, Voice
+
+log = logging.getLogger(__name__)
+
+MOUTH_BOX_SCALE = 2.2
+"""Mouth ROI half-size in units of the identity's mouth half-width (covers the widest shape)."""
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    config: SynthConfig
+    identity: int
+    clip: int
+    split: str
+    out: Path
+
+
+def identity_name(index: int) -> str:
+    return f"id{index:04d}"
+
+
+def clip_name(identity: int, clip: int) -> str:
+    return f"{identity_name(identity)}_c{clip:03d}"
+
+
+def assign_splits(config: SynthConfig) -> list[str]:
+    """Split of every identity: a seeded permutation cut by the configured fractions."""
+    n = config.identities
+    order = np.random.default_rng([config.seed, 7]).permutation(n)
+    n_val = max(1, round(n * config.splits.val))
+    n_test = max(1, round(n * config.splits.test))
+    splits = ["train"] * n
+    for rank, index in enumerate(order):
+        if rank < n_val:
+            splits[index] = "val"
+        elif rank < n_val + n_test:
+            splits[index] = "test"
+    return splits
+
+
+@functools.lru_cache(maxsize=1)
+def word_list() -> tuple[str, ...]:
+    """Plain English words (letters only, 2-8 long) from CMUdict, sorted for determinism."""
+    pattern = re.compile(r"^[a-z]{2,8}$")
+    return tuple(sorted(w for w in cmudict() if pattern.match(w)))
+
+
+def identity_of(config: SynthConfig, index: int) -> tuple[Identity, Voice]:
+    rng = np.random.default_rng([config.seed, index, 1])
+    ident = sample_identity(rng)
+    voice = Voice(base=str(rng.choice(ENGLISH_VOICES)),
+                  variant=str(rng.choice(VOICE_VARIANTS)),
+                  rate_wpm=int(rng.integers(140, 190)), pitch=int(rng.integers(25, 75)),
+                  pitch_range=int(rng.integers(30, 80)))
+    return ident, voice
+
+
+def sentence(rng: np.random.Generator, config: SynthConfig) -> str:
+    words = list(rng.choice(word_list(), size=rng.integers(config.min_words,
+                                                            config.max_words + 1)))
+    if len(words) >= 4 and rng.random() < config.pause_probability:
+        words[int(rng.integers(1, len(words) - 2))] += ","
+    return " ".join(words).capitalize() + "."
+
+
+def _smooth_noise(rng: np.random.Generator, t: np.ndarray, fmin: float, fmax: float) -> np.ndarray:
+    """Sum of three random low-frequency sinusoids, roughly in [-1, 1]."""
+    out = np.zeros_like(t)
+    for _ in range(3):
+        out += np.sin(2 * np.pi * rng.uniform(fmin, fmax) * t + rng.uniform(0, 2 * np.pi))
+    return out / 3
+
+
+def _blinks(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """Eyelid closure 0..1 per time: a blink every ~3 s, 150-250 ms long."""
+    closure = np.zeros_like(t)
+    when = rng.uniform(0.2, 1.5)
+    while when < t[-1] + 1:
+        length = rng.uniform(0.15, 0.25)
+        inside = (t >= when) & (t < when + length)
+        closure[inside] = np.sin(np.pi * (t[inside] - when) / length)
+        when += length + rng.exponential(2.5) + 0.5
+    return closure
+
+
+def _audio(rng: np.random.Generator, config: SynthConfig, speech: np.ndarray,
+           n_frames: int, lead: float) -> np.ndarray:
+    total = n_frames * SAMPLE_RATE // config.fps
+    audio = np.zeros(total, np.float32)
+    start = int(round(lead * SAMPLE_RATE))
+    audio[start:start + len(speech)] = speech[:total - start]
+    speech_rms = float(np.sqrt(np.mean(speech ** 2)) + 1e-8)
+    snr = rng.uniform(*config.noise_snr_db)
+    audio += rng.normal(0, speech_rms / 10 ** (snr / 20), total).astype(np.float32)
+    return np.clip(audio, -1, 1)
+
+
+def _shift(segments: list[Segment], offset: float) -> list[Segment]:
+    return [Segment(s.label, s.start + offset, s.end + offset, s.viseme) for s in segments]
+
+
+def generate_clip(job: ClipJob) -> ClipRecord:
+    """Render one clip into ``job.out / clips / <id>`` (skipped when already complete)."""
+    config = job.config
+    cid = clip_name(job.identity, job.clip)
+    folder = Path("clips") / cid
+    record = ClipRecord(
+        id=cid, speaker=identity_name(job.identity), split=job.split, fps=config.fps,
+        frame_count=0, size=config.size, frames=str(folder / "frames"),
+        audio=str(folder / "audio.wav"), visemes=str(folder / "visemes.npy"),
+        mouth_boxes=str(folder / "mouth_boxes.npy"), mouth_params=str(folder / "mouth_params.npy"),
+        head_pose=str(folder / "head_pose.npy"), alignment=str(folder / "alignment.json"),
+        flow=str(folder / "flow.npy") if config.flow else None,
+        flow_stride=config.flow_stride if config.flow else None)
+    done = job.out / folder / "record.json"
+    if done.is_file():
+        return ClipRecord(**json.loads(done.read_text()))
+    ident, voice = identity_of(config, job.identity)
+    rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
+    text = sentence(rng, config)
+    voice = Voice(voice.base, voice.variant, int(voice.rate_wpm * rng.uniform(0.9, 1.1)),
+                  voice.pitch, voice.pitch_range)
+    utterance = Espeak.get().synthesize(text, voice)
+    lead = rng.uniform(*config.lead_silence_s)
+    duration = lead + len(utterance.audio) / SAMPLE_RATE + rng.uniform(*config.tail_silence_s)
+    n_frames = math.ceil(duration * config.fps)
+    phones, words = _shift(utterance.phones, lead), _shift(utterance.words, lead)
+    audio = _audio(rng, config, utterance.audio, n_frames, lead)
+    frames, boxes, params, poses = render_clip(ident, phones, n_frames, config, rng)
+    record = _with_frames(record, n_frames)
+    with atomic_dir(job.out / folder) as tmp:
+        write_frames(tmp / "frames", frames)
+        write_wav(tmp / "audio.wav", audio)
+        np.save(tmp / "visemes.npy", frame_visemes(phones, n_frames, config.fps))
+        np.save(tmp / "mouth_boxes.npy", boxes)
+        np.save(tmp / "mouth_params.npy", params)
+        np.save(tmp / "head_pose.npy", poses)
+        if config.flow:
+            np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
+        (tmp / "alignment.json").write_text(json.dumps({
+            "text": text, "voice": voice.__dict__,
+            "words": [w.to_dict() for w in words], "phones": [p.to_dict() for p in phones]}))
+        (tmp / "record.json").write_text(json.dumps(record.to_dict() | {"text": text}))
+    return ClipRecord(**(record.to_dict() | {"text": text}))
+
+
+def _with_frames(record: ClipRecord, n_frames: int) -> ClipRecord:
+    return ClipRecord(**(record.to_dict() | {"frame_count": n_frames}))
+
+
+def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: SynthConfig,
+                rng: np.random.Generator):
+    """-> frames [T, S, S, 3] uint8, mouth boxes [T, 4], mouth params [T, P], head pose [T, 4]."""
+    size, n = config.size, config.size * SUPERSAMPLE
+    t = (np.arange(n_frames) + 0.5) / config.fps
+    mouth = mouth_track(phones, t)
+    blink = _blinks(rng, t)
+    pose = np.stack([0.03 * _smooth_noise(rng, t, 0.05, 0.4),
+                     0.025 * _smooth_noise(rng, t, 0.05, 0.4),
+                     5.0 * _smooth_noise(rng, t, 0.05, 0.3),
+                     1.0 + 0.03 * _smooth_noise(rng, t, 0.05, 0.3)], axis=1)
+    gaze = np.stack([_smooth_noise(rng, t, 0.1, 0.5), 0.5 * _smooth_noise(rng, t, 0.1, 0.5)], 1)
+    light_dir, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.25)
+    gain = 1.0 + 0.08 * _smooth_noise(rng, t, 0.05, 0.3)
+    direction = light_dir + 0.3 * _smooth_noise(rng, t, 0.05, 0.2)
+    background = render_background(ident, n)
+    frames = np.zeros((n_frames, size, size, 3), np.uint8)
+    boxes = np.zeros((n_frames, 4), np.float32)
+    poses = np.zeros((n_frames, 4), np.float32)
+    half = MOUTH_BOX_SCALE * ident.mouth_w * size
+    for i in range(n_frames):
+        state = FrameState(mouth=mouth[i], blink=float(blink[i]), gaze=tuple(gaze[i]),
+                           pose=pose[i], light=(float(gain[i]), float(direction[i]),
+                                                light_strength))
+        frames[i] = render_frame(ident, state, background, size)
+        mx, my = mouth_centre(ident, state)
+        cx, cy = pose_matrix(pose[i], size) @ np.array([mx * size, my * size, 1.0])
+        h = half * pose[i, 3]
+        boxes[i] = (cx - h, cy - h, cx + h, cy + h)
+        poses[i] = (pose[i, 0] * size, pose[i, 1] * size, pose[i, 2], pose[i, 3])
+    return frames, boxes, mouth, poses
+
+
+def generate(config: SynthConfig, out: Path) -> tuple[list[ClipRecord], float]:
+    """Generate (or finish) the dataset in ``out``; -> (records, seconds spent)."""
+    import time
+
+    out.mkdir(parents=True, exist_ok=True)
+    splits = assign_splits(config)
+    jobs = [ClipJob(config, i, j, splits[i], out)
+            for i in range(config.identities) for j in range(config.clips_per_identity)]
+    workers = worker_count(config.workers)
+    start = time.perf_counter()
+    records = list(run_parallel(generate_clip, jobs, workers, "synth clips"))
+    elapsed = time.perf_counter() - start
+    write_manifest(out / "manifest.jsonl", records)
+    (out / "synth-config.json").write_text(json.dumps(to_dict(config), indent=2))
+    log.info("wrote %d clips to %s in %.1f s (%.2f clips/s, %d workers)", len(records), out,
+             elapsed, len(records) / elapsed, workers)
+    return records, elapsed
