@@ -6,6 +6,7 @@ keys and wrong types with a ``ConfigError`` whose message names the file and the
 
 from __future__ import annotations
 
+from training.errors import UserError
 import dataclasses
 import types
 import typing
@@ -17,7 +18,7 @@ import yaml
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or value that cannot be used; the message names file and key."""
 
 

@@ -18,6 +18,7 @@ Row fields (paths relative to the manifest's folder):
 
 from __future__ import annotations
 
+from training.errors import UserError
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.jsonl"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest row that cannot be used; the message names the row and the field."""
 
 

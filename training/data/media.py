@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from training.errors import UserError
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +19,7 @@ SAMPLE_RATE = 16_000
 """Every wav of a manifest is 16 kHz mono 16-bit PCM."""
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """A media file that cannot be read as expected."""
 
 

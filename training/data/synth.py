@@ -66,11 +66,22 @@ def assign_splits(config: SynthConfig) -> list[str]:
     return splits
 
 
+VOCABULARY_SIZE = 5000
+_BLOCKED = frozenset({"porn", "sex", "sexy", "fuck", "fucking", "shit", "damn", "hell", "ass",
+                      "bitch", "gay", "dick", "nude", "naked", "xxx", "kill", "killed", "rape"})
+
+
 @functools.lru_cache(maxsize=1)
-def word_list() -> tuple[str, ...]:
-    """Plain English words (letters only, 2-8 long) from CMUdict, sorted for determinism."""
-    pattern = re.compile(r"^[a-z]{2,8}$")
-    return tuple(sorted(w for w in cmudict() if pattern.match(w)))
+def vocabulary() -> tuple[tuple[str, ...], np.ndarray]:
+    """The most frequent English words (wordfreq) that CMUdict can pronounce, with sampling
+    probabilities ~ (rank + 20) ** -0.7 so function words recur as in real speech."""
+    import wordfreq
+
+    pattern = re.compile(r"^[a-z]+$")
+    words = tuple(w for w in wordfreq.top_n_list("en", VOCABULARY_SIZE)
+                  if pattern.match(w) and w in cmudict() and w not in _BLOCKED)
+    weights = (np.arange(len(words)) + 20.0) ** -0.7
+    return words, weights / weights.sum()
 
 
 def identity_of(config: SynthConfig, index: int) -> tuple[Identity, Voice]:
@@ -84,8 +95,8 @@ def identity_of(config: SynthConfig, index: int) -> tuple[Identity, Voice]:
 
 
 def sentence(rng: np.random.Generator, config: SynthConfig) -> str:
-    words = list(rng.choice(word_list(), size=rng.integers(config.min_words,
-                                                            config.max_words + 1)))
+    vocab, p = vocabulary()
+    words = list(rng.choice(vocab, size=rng.integers(config.min_words, config.max_words + 1), p=p))
     if len(words) >= 4 and rng.random() < config.pause_probability:
         words[int(rng.integers(1, len(words) - 2))] += ","
     return " ".join(words).capitalize() + "."
@@ -176,6 +187,14 @@ def _with_frames(record: ClipRecord, n_frames: int) -> ClipRecord:
     return ClipRecord(**(record.to_dict() | {"frame_count": n_frames}))
 
 
+def mouth_box(ident: Identity, state: FrameState, size: int) -> np.ndarray:
+    """Square mouth ROI (x0, y0, x1, y1) in output pixels, following the head pose."""
+    mx, my = mouth_centre(ident, state)
+    cx, cy = pose_matrix(state.pose, size) @ np.array([mx * size, my * size, 1.0])
+    half = MOUTH_BOX_SCALE * ident.mouth_w * size * float(state.pose[3])
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
+
+
 def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: SynthConfig,
                 rng: np.random.Generator):
     """-> frames [T, S, S, 3] uint8, mouth boxes [T, 4], mouth params [T, P], head pose [T, 4]."""
@@ -195,16 +214,12 @@ def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: S
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
     boxes = np.zeros((n_frames, 4), np.float32)
     poses = np.zeros((n_frames, 4), np.float32)
-    half = MOUTH_BOX_SCALE * ident.mouth_w * size
     for i in range(n_frames):
         state = FrameState(mouth=mouth[i], blink=float(blink[i]), gaze=tuple(gaze[i]),
                            pose=pose[i], light=(float(gain[i]), float(direction[i]),
                                                 light_strength))
         frames[i] = render_frame(ident, state, background, size)
-        mx, my = mouth_centre(ident, state)
-        cx, cy = pose_matrix(pose[i], size) @ np.array([mx * size, my * size, 1.0])
-        h = half * pose[i, 3]
-        boxes[i] = (cx - h, cy - h, cx + h, cy + h)
+        boxes[i] = mouth_box(ident, state, size)
         poses[i] = (pose[i, 0] * size, pose[i, 1] * size, pose[i, 2], pose[i, 3])
     return frames, boxes, mouth, poses
 

@@ -1,0 +1,75 @@
+"""YAML configs: typed loading, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import (ConfigError, Lrs3Config, SynthConfig, WindowConfig, from_dict,
+                             load_config, override, to_dict)
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "data"
+
+
+@pytest.mark.parametrize("name, cls", [("synth-demo.yaml", SynthConfig),
+                                       ("synth-tiny.yaml", SynthConfig),
+                                       ("lrs3.yaml", Lrs3Config), ("window.yaml", WindowConfig)])
+def test_shipped_configs_load(name, cls):
+    config = load_config(CONFIGS / name, cls)
+    assert isinstance(config, cls)
+    assert from_dict(cls, to_dict(config)) == config
+
+
+def test_demo_config_values_are_typed():
+    config = load_config(CONFIGS / "synth-demo.yaml", SynthConfig)
+    assert config.identities == 24 and config.lead_silence_s == (0.15, 0.5)
+    assert isinstance(config.noise_snr_db[0], float) and config.splits.val == 0.1
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("identitees: 3\n", "unknown key 'identitees'"),
+    ("identities: three\n", "bad.yaml.identities: expected an integer, got 'three'"),
+    ("identities: 2.5\n", "identities: expected an integer"),
+    ("flow: yes please\n", "flow: expected true/false"),
+    ("lead_silence_s: [0.1]\n", "lead_silence_s: expected 2 items"),
+    ("splits: {train: 0.8, val: 0.1, tset: 0.1}\n", "bad.yaml.splits: unknown key 'tset'"),
+    ("splits: {train: 0.5, val: 0.1, test: 0.1}\n", "splits: fractions must be positive"),
+    ("identities: 2\n", "identities: needs at least 3"),
+    ("size: 100\n", "size: must be >= 64, multiple of 8"),
+    ("identities: [\n", "invalid YAML"),
+])
+def test_bad_configs_name_file_and_key(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, SynthConfig)
+    assert str(path) in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_literal_choice_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="align: must be one of"):
+        load_config(write(tmp_path, "align: sometimes\n"), Lrs3Config)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml", SynthConfig)
+
+
+def test_override_applies_flags_and_validates():
+    config = override(SynthConfig(), identities=5, size=None)
+    assert config.identities == 5 and config.size == 128
+    with pytest.raises(ConfigError, match="command line.identities"):
+        override(SynthConfig(), identities=1)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(Exception):
+        SynthConfig().identities = 3  # type: ignore[misc]

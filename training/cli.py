@@ -1,0 +1,146 @@
+"""``tsd``: the host command line (data now; train / export / eval join as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from training.config import Lrs3Config, SynthConfig, load_config, override
+from training.errors import UserError
+
+log = logging.getLogger("tsd")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from training.data.synth import generate
+
+    config = load_config(args.config, SynthConfig) if args.config else SynthConfig()
+    config = override(config, identities=args.identities,
+                      clips_per_identity=args.clips_per_identity, size=args.size, seed=args.seed,
+                      workers=args.workers, flow=False if args.no_flow else None)
+    records, seconds = generate(config, Path(args.out))
+    print(f"{len(records)} clips -> {Path(args.out) / 'manifest.jsonl'} "
+          f"({len(records) / seconds:.2f} clips/s)")
+
+
+def _lrs3(args: argparse.Namespace) -> None:
+    from training.data.lrs3 import preprocess
+
+    config = load_config(args.config, Lrs3Config) if args.config else Lrs3Config()
+    config = override(config, size=args.size, workers=args.workers, align=args.align,
+                      flow=False if args.no_flow else None)
+    records = preprocess(Path(args.root), Path(args.out), config, limit=args.limit)
+    print(f"{len(records)} clips -> {Path(args.out) / 'manifest.jsonl'}")
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from training.data.manifest import read_manifest
+    from training.data.preview import write_preview
+
+    manifest = read_manifest(args.data)
+    try:
+        written = write_preview(manifest, Path(args.out), args.clip, args.max_clips, args.frames)
+    except KeyError as exc:
+        raise UserError(exc.args[0]) from None
+    for path in written:
+        print(path)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from training.data.manifest import SPLITS, read_manifest
+
+    manifest = read_manifest(args.data, expected_fps=args.fps)
+    counts = {s: len(manifest.split(s)) for s in SPLITS}
+    speakers = {s: len({c.speaker for c in manifest.split(s)}) for s in SPLITS}
+    print(f"{manifest.path}: {len(manifest.clips)} clips valid; " + ", ".join(
+        f"{s}: {counts[s]} clips / {speakers[s]} speakers" for s in SPLITS))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tsd", description="TempoSync Edge host tools: data, training, export.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    data = groups.add_parser("data", help="make, preprocess, check and preview datasets")
+    cmds = data.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = cmds.add_parser("synth", help="generate the synthetic talking-face dataset",
+                            description="Procedural identities speak espeak-ng sentences; "
+                                        "writes frames, 16 kHz audio, visemes, mouth boxes, "
+                                        "head pose and optical flow plus manifest.jsonl. "
+                                        "Re-running finishes an interrupted dataset.")
+    synth.add_argument("--out", required=True, help="output dataset folder")
+    synth.add_argument("--config", help="YAML SynthConfig (flags below override it)")
+    synth.add_argument("--identities", type=_positive, help="number of identities")
+    synth.add_argument("--clips-per-identity", type=_positive, help="clips per identity")
+    synth.add_argument("--size", type=_positive, help="frame size in pixels (multiple of 8)")
+    synth.add_argument("--seed", type=int, help="master seed")
+    synth.add_argument("--workers", type=int, help="worker processes (0: one per core)")
+    synth.add_argument("--no-flow", action="store_true", help="skip optical flow")
+    synth.set_defaults(func=_synth)
+
+    lrs3 = cmds.add_parser("lrs3", help="turn an LRS3 tree into a manifest",
+                           description="Reads <split>/<talk>/<clip>.mp4 + .txt (LRS3 layout); "
+                                       "face crop, 16 kHz audio, visemes from word times and "
+                                       "CMUdict (pocketsphinx alignment when there are none), "
+                                       "optical flow. Resumable and parallel.")
+    lrs3.add_argument("--root", required=True, help="LRS3 root (holds pretrain/ trainval/ test/)")
+    lrs3.add_argument("--out", required=True, help="output dataset folder")
+    lrs3.add_argument("--config", help="YAML Lrs3Config (flags below override it)")
+    lrs3.add_argument("--size", type=_positive, help="output frame size in pixels")
+    lrs3.add_argument("--workers", type=int, help="worker processes (0: one per core)")
+    lrs3.add_argument("--align", choices=["auto", "always"],
+                      help="auto: align with pocketsphinx only when word times are missing")
+    lrs3.add_argument("--limit", type=_positive, help="process at most this many clips")
+    lrs3.add_argument("--no-flow", action="store_true", help="skip optical flow")
+    lrs3.set_defaults(func=_lrs3)
+
+    preview = cmds.add_parser("preview", help="contact sheet PNG and mp4s with audio",
+                              description="Renders contact_sheet.png (frames labelled with "
+                                          "their viseme) and one mp4 with the audio per clip.")
+    preview.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    preview.add_argument("--out", required=True, help="folder for the preview files")
+    preview.add_argument("--clip", action="append", help="clip id to show (repeatable)")
+    preview.add_argument("--max-clips", type=_positive, default=6,
+                         help="without --clip: one clip per speaker, at most this many")
+    preview.add_argument("--frames", type=_positive, default=10,
+                         help="frames per clip on the contact sheet")
+    preview.set_defaults(func=_preview)
+
+    check = cmds.add_parser("check", help="validate a manifest and every file it names")
+    check.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    check.add_argument("--fps", type=_positive, help="require this frame rate")
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"tsd: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tsd: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tsd: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
