@@ -22,6 +22,7 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 bench: $(VENV)/.installed

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from training.config import (ConfigError, Lrs3Config, SynthConfig, WindowConfig, from_dict,
-                             load_config, override, to_dict)
+from training.config import (
+    ConfigError,
+    Lrs3Config,
+    SynthConfig,
+    WindowConfig,
+    from_dict,
+    load_config,
+    override,
+    to_dict,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "data"
 
@@ -71,5 +80,5 @@ def test_override_applies_flags_and_validates():
 
 
 def test_configs_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         SynthConfig().identities = 3  # type: ignore[misc]

@@ -89,7 +89,8 @@ def test_every_viseme_renders_differently_from_rest(identities):
 
 def test_coarticulation_is_smooth_and_bilabials_close():
     pp, aa = viseme_id("PP"), viseme_id("aa")
-    phones = [Segment("a", 0.2, 0.35, aa), Segment("p", 0.35, 0.42, pp), Segment("a", 0.42, 0.6, aa)]
+    phones = [Segment("a", 0.2, 0.35, aa), Segment("p", 0.35, 0.42, pp),
+              Segment("a", 0.42, 0.6, aa)]
     t = np.arange(0, 1.0, 0.004)
     track = mouth_track(phones, t)
     closure = track[:, MOUTH_PARAMS.index("closure")]

@@ -10,6 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give the result normal permissions."""
+    os.chmod(tmp, mode & ~_umask())
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it replaces ``path`` in one rename."""
@@ -20,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        _publish(tmp_path, path, 0o666)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -40,7 +52,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         yield tmp
         if path.exists():
             shutil.rmtree(path)
-        os.replace(tmp, path)
+        _publish(tmp, path, 0o777)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsd", description="TempoSync Edge host tools: data, training, export.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP",
+                                   help="command group")
     data = groups.add_parser("data", help="make, preprocess, check and preview datasets")
-    cmds = data.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cmds = data.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                               help="data command")
 
     synth = cmds.add_parser("synth", help="generate the synthetic talking-face dataset",
                             description="Procedural identities speak espeak-ng sentences; "

@@ -6,7 +6,6 @@ keys and wrong types with a ``ConfigError`` whose message names the file and the
 
 from __future__ import annotations
 
-from training.errors import UserError
 import dataclasses
 import types
 import typing
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
+
+from training.errors import UserError
 
 T = TypeVar("T")
 
@@ -72,10 +73,11 @@ class SynthConfig:
     def validate(self, where: str) -> None:
         _check(self.identities >= 3, where, "identities", "needs at least 3 (train/val/test)")
         _check(self.clips_per_identity >= 1, where, "clips_per_identity", "must be >= 1")
-        _check(self.size >= 64 and self.size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
+        _check_size(self.size, where)
         _check(self.fps > 0, where, "fps", "must be positive")
         _check(1 <= self.min_words <= self.max_words, where, "min_words", "1 <= min <= max_words")
-        _check(0.0 <= self.pause_probability <= 1.0, where, "pause_probability", "must be in [0, 1]")
+        _check(0.0 <= self.pause_probability <= 1.0, where, "pause_probability",
+               "must be in [0, 1]")
         _check(self.flow_stride >= 1, where, "flow_stride", "must be >= 1")
         _check(self.workers >= 0, where, "workers", "must be >= 0")
         fractions = (self.splits.train, self.splits.val, self.splits.test)
@@ -110,7 +112,7 @@ class Lrs3Config:
     """Parallel worker processes; 0 means one per CPU core."""
 
     def validate(self, where: str) -> None:
-        _check(self.size >= 64 and self.size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
+        _check_size(self.size, where)
         _check(self.fps > 0, where, "fps", "must be positive")
         _check(self.face_margin >= 0, where, "face_margin", "must be >= 0")
         _check(self.detect_every >= 1, where, "detect_every", "must be >= 1")
@@ -141,6 +143,11 @@ class WindowConfig:
 def _check(ok: bool, where: str, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}.{key}: {message}")
+
+
+def _check_size(size: int, where: str) -> None:
+    """Frames go through an f=8 autoencoder: at least 64 px, a multiple of 8."""
+    _check(size >= 64 and size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
 
 
 def _type_name(tp: Any) -> str:

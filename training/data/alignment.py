@@ -82,7 +82,16 @@ def word_phones(word: str) -> list[tuple[str, int]]:
 
     phonemes = Espeak.get().phonemes(key)
     log.debug("word %r not in CMUdict; espeak-ng phonemes %s", key, phonemes)
-    return [(p, espeak_to_viseme(p)) for p in phonemes if espeak_to_viseme(p) != SIL]
+    out = []
+    for phoneme in phonemes:
+        try:
+            viseme = espeak_to_viseme(phoneme)
+        except KeyError:
+            log.warning("word %r: espeak-ng phoneme %r has no viseme; left out", key, phoneme)
+            continue
+        if viseme != SIL:
+            out.append((phoneme, viseme))
+    return out
 
 
 def phones_from_word_times(words: list[Segment]) -> list[Segment]:

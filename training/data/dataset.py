@@ -44,8 +44,9 @@ class TalkingFaceDataset(Dataset):
       identity (index into ``speakers``); clip (index into ``clips``); start (first frame).
     """
 
-    def __init__(self, manifest: Manifest, split: str, config: WindowConfig = WindowConfig(),
+    def __init__(self, manifest: Manifest, split: str, config: WindowConfig | None = None,
                  seed: int = 0, items_per_clip: int = 1):
+        config = config or WindowConfig()
         self.manifest, self.config, self.seed = manifest, config, seed
         clips = manifest.split(split)
         self.clips: list[ClipRecord] = [c for c in clips if c.frame_count >= config.frames]

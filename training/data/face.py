@@ -142,7 +142,8 @@ def _rgb(colour) -> tuple[float, ...]:
 
 def _fill(img: np.ndarray, points: np.ndarray, colour, n: int | None = None,
           origin: tuple[int, int] = (0, 0)) -> None:
-    """Fill a polygon given in canvas units; ``img`` may be a window at ``origin`` of an n-canvas."""
+    """Fill a polygon given in canvas units; ``img`` may be a window at ``origin`` of an
+    n-pixel canvas."""
     cv2.fillPoly(img, [_pts(points, n or img.shape[0], origin)], _rgb(colour), _AA, _SHIFT)
 
 
@@ -372,7 +373,7 @@ def _draw_beard(img, ident: Identity, cx, cy, drop) -> None:
     colour = np.array(ident.hair, np.float32)
     outline = _face_outline(ident, cx, cy, drop)
     if BEARDS[ident.beard] != "none":
-        lower = outline[outline[:, 1] > cy + ident.mouth_y * 0.55]
+        lower = outline[outline[:, 1] > cy + ident.mouth_y * 0.75]
         mask = np.zeros(img.shape[:2], np.float32)
         _fill(mask, lower, 1.0)
         alpha = 0.35 if BEARDS[ident.beard] == "stubble" else 0.95

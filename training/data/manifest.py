@@ -18,7 +18,6 @@ Row fields (paths relative to the manifest's folder):
 
 from __future__ import annotations
 
-from training.errors import UserError
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 from edge_runtime.visemes import NUM_VISEMES
 from training.atomic import atomic_path
 from training.data.media import SAMPLE_RATE, MediaError, count_frames, wav_info
+from training.errors import UserError
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.jsonl"

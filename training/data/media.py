@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from training.errors import UserError
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,6 +13,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from training.atomic import atomic_dir, atomic_path
+from training.errors import UserError
 
 SAMPLE_RATE = 16_000
 """Every wav of a manifest is 16 kHz mono 16-bit PCM."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import espeakng_loader
 import numpy as np
 
-from edge_runtime.visemes import ESPEAK_STRESS_MARKS, espeak_to_viseme
+from edge_runtime.visemes import ESPEAK_STRESS_MARKS, ESPEAK_TO_VISEME, espeak_to_viseme
 from training.data.alignment import Segment
 from training.data.media import SAMPLE_RATE, resample
 
@@ -78,7 +78,7 @@ class Utterance:
 class Espeak:
     """One espeak-ng engine (one per process: the library is not re-entrant)."""
 
-    _instance: "Espeak | None" = None
+    _instance: Espeak | None = None
 
     def __init__(self) -> None:
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
@@ -96,7 +96,7 @@ class Espeak:
         self._events: list[tuple[int, int, int, int, str]] = []
 
     @classmethod
-    def get(cls) -> "Espeak":
+    def get(cls) -> Espeak:
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
@@ -173,8 +173,21 @@ class Espeak:
         while pointer.value:
             result = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, separator)
             for token in (result or b"").decode("latin-1").replace(" ", "|").split("|"):
-                token = token.strip().lstrip(ESPEAK_STRESS_MARKS)
-                if token:
-                    out.append(token)
+                out.extend(split_mnemonics(token.strip().lstrip(ESPEAK_STRESS_MARKS)))
         return out
+
+
+def split_mnemonics(token: str) -> list[str]:
+    """Split a run of mnemonics that espeak-ng left unseparated (e.g. spelled letters:
+    ``eIz``) by greedy longest match against the known English phonemes."""
+    out = []
+    while token:
+        token = token.lstrip(ESPEAK_STRESS_MARKS)
+        for length in range(min(4, len(token)), 0, -1):
+            head = token[:length]
+            if head in ESPEAK_TO_VISEME or head.startswith("_") or length == 1:
+                out.append(head)
+                token = token[length:]
+                break
+    return [t for t in out if t]
 

@@ -19,8 +19,16 @@ import numpy as np
 from training.atomic import atomic_dir
 from training.config import SynthConfig, to_dict
 from training.data.alignment import Segment, cmudict, frame_visemes
-from training.data.face import (SUPERSAMPLE, FrameState, Identity, mouth_centre, pose_matrix,
-                                render_background, render_frame, sample_identity)
+from training.data.face import (
+    SUPERSAMPLE,
+    FrameState,
+    Identity,
+    mouth_centre,
+    pose_matrix,
+    render_background,
+    render_frame,
+    sample_identity,
+)
 from training.data.flow import optical_flow
 from training.data.manifest import ClipRecord, write_manifest
 from training.data.media import SAMPLE_RATE, write_frames, write_wav
