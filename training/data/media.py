@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
-from training.atomic import atomic_dir, atomic_path
+from training.atomic import atomic_path
 from training.errors import UserError
 
 SAMPLE_RATE = 16_000
@@ -182,8 +182,3 @@ def _read_audio(path: str | Path) -> np.ndarray | None:
         return None
     return (np.concatenate(chunks).astype(np.float32) / 32768.0)
 
-
-def write_frames_dir(directory: Path, frames_rgb: np.ndarray) -> None:
-    """Write a frame folder atomically (all frames or none)."""
-    with atomic_dir(directory) as tmp:
-        write_frames(tmp, frames_rgb)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,8 +235,6 @@ def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: S
 
 def generate(config: SynthConfig, out: Path) -> tuple[list[ClipRecord], float]:
     """Generate (or finish) the dataset in ``out``; -> (records, seconds spent)."""
-    import time
-
     out.mkdir(parents=True, exist_ok=True)
     splits = assign_splits(config)
     jobs = [ClipJob(config, i, j, splits[i], out)
