@@ -1,7 +1,9 @@
 """Training samples: random T-frame windows with a reference frame, viseme windows and flow.
 
-Each item is drawn with its own RNG seeded from (seed, epoch, index), so samples are the same
-whatever the number of DataLoader workers, and differ between epochs (``set_epoch``).
+Each item is drawn with its own RNG seeded from (seed, index), so samples are the same whatever
+the number of DataLoader workers. Indices past ``len(dataset)`` are valid and wrap around the
+clips with fresh randomness: a sampler passes ``epoch * len(dataset) + i`` for new windows
+every epoch without any state in the (copied) worker datasets.
 """
 
 from __future__ import annotations
@@ -60,10 +62,6 @@ class TalkingFaceDataset(Dataset):
         speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.clip_speaker = np.array([speaker_index[c.speaker] for c in self.clips])
         self.items_per_clip = items_per_clip
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.clips) * self.items_per_clip
@@ -73,7 +71,7 @@ class TalkingFaceDataset(Dataset):
         return int(rng.choice(others)) if len(others) else None
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, index])
         ci = index % len(self.clips)
         clip, cfg = self.clips[ci], self.config
         start = int(rng.integers(0, clip.frame_count - cfg.frames + 1))
