@@ -58,6 +58,15 @@ def _check(args: argparse.Namespace) -> None:
         f"{s}: {counts[s]} clips / {speakers[s]} speakers" for s in SPLITS))
 
 
+def _train(args: argparse.Namespace) -> None:
+    from training.data.manifest import read_manifest
+    from training.train import run_training
+
+    manifest = read_manifest(args.data)
+    final = run_training(args.target, args.config, manifest, Path(args.out), args.stop_at)
+    print(final)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -122,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
     check.add_argument("--fps", type=_positive, help="require this frame rate")
     check.set_defaults(func=_check)
+    train = groups.add_parser("train", help="train a model (torchrun for several GPUs/nodes)",
+                              description="Trains one model; resumes automatically from "
+                                          "OUT/last.pt. Launch with torchrun "
+                                          "--nproc_per_node N for DDP.")
+    train.add_argument("target", choices=["ae"], help="what to train")
+    train.add_argument("--config", required=True, help="YAML run config (configs/train/)")
+    train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")
+    train.add_argument("--stop-at", type=_positive,
+                       help="stop after this step (the schedule still spans the full run)")
+    train.set_defaults(func=_train)
     return parser
 
 

@@ -140,6 +140,100 @@ class WindowConfig:
         _check(0.0 <= self.p_cross <= 1.0, where, "p_cross", "must be in [0, 1]")
 
 
+@dataclasses.dataclass(frozen=True)
+class AutoencoderConfig:
+    """Widths of the f=8 autoencoder (4 resolutions: full, /2, /4, /8)."""
+
+    enc_channels: tuple[int, ...] = (32, 48, 64, 96)
+    """Encoder widths from full resolution down to the latent resolution."""
+    dec_channels: tuple[int, ...] = (96, 48, 32, 16)
+    """Decoder widths from the latent resolution up to full resolution."""
+    latent_channels: int = 4
+    """Latent channels (4 x 16 x 16 at 128 px)."""
+    dec_res_blocks: int = 1
+    """Residual blocks at the latent resolution in the decoder."""
+
+    def validate(self, where: str) -> None:
+        _check(len(self.enc_channels) == 4, where, "enc_channels", "needs 4 widths (f=8)")
+        _check(len(self.dec_channels) == 4, where, "dec_channels", "needs 4 widths (f=8)")
+        _check(self.latent_channels >= 1, where, "latent_channels", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping shared by every ``tsd train`` run."""
+
+    steps: int = 4000
+    """Optimizer steps in the whole run (the LR schedule spans them)."""
+    batch_size: int = 16
+    """Global batch: split evenly over DDP processes."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0 disables)."""
+    ema_decay: float = 0.999
+    """Decay of the EMA weights used for sampling and validation."""
+    val_every: int = 500
+    """Validate (and maybe write best.pt) every n steps and at the end."""
+    val_batches: int = 8
+    """Validation batches per validation."""
+    checkpoint_every: int = 500
+    """Write last.pt every n steps (and at the end)."""
+    log_every: int = 25
+    """Write training metrics every n steps."""
+    seed: int = 0
+    """Seeds data order, item sampling, noise and initialisation."""
+    workers: int = 2
+    """DataLoader worker processes."""
+    amp: bool = True
+    """bfloat16 autocast when a CUDA GPU is present (ignored on CPU)."""
+
+    def validate(self, where: str) -> None:
+        for key in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every",
+                    "val_batches"):
+            _check(getattr(self, key) >= 1, where, key, "must be >= 1")
+        _check(self.lr > 0, where, "lr", "must be positive")
+        _check(0 <= self.ema_decay < 1, where, "ema_decay", "must be in [0, 1)")
+        _check(self.workers >= 0, where, "workers", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class AELossConfig:
+    """Weights of the autoencoder loss terms."""
+
+    l1: float = 1.0
+    """Pixel L1."""
+    ssim: float = 0.2
+    """Structural term: 1 - SSIM."""
+    mouth: float = 2.0
+    """Extra L1 on the mouth box (teeth and tongue must survive the bottleneck)."""
+    latent_l2: float = 1e-4
+    """Keeps latents bounded (a deterministic AE has no KL term)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AERunConfig:
+    """``tsd train ae``."""
+
+    model: AutoencoderConfig = AutoencoderConfig()
+    """Architecture."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    loss: AELossConfig = AELossConfig()
+    """Loss weights."""
+    items_per_clip: int = 8
+    """Random frames drawn per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.model.validate(f"{where}.model")
+        self.train.validate(f"{where}.train")
+        _check(self.items_per_clip >= 1, where, "items_per_clip", "must be >= 1")
+
+
 def _check(ok: bool, where: str, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}.{key}: {message}")

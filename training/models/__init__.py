@@ -1,0 +1,1 @@
+"""Networks: autoencoder (more join with the models issue)."""

@@ -1,0 +1,27 @@
+"""Build the task for a ``tsd train`` target and run the Trainer (single process or DDP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.config import AERunConfig, load_config
+from training.data.manifest import Manifest
+from training.trainer import Trainer, init_distributed
+
+RUN_CONFIGS = {"ae": AERunConfig}
+
+
+def build_task(target: str, config, manifest: Manifest):
+    if target == "ae":
+        from training.tasks.autoencoder import AutoencoderTask
+
+        return AutoencoderTask(config, manifest)
+    raise ValueError(f"unknown training target {target!r}")
+
+
+def run_training(target: str, config_path: str | Path, manifest: Manifest, out: Path,
+                 stop_at: int | None = None) -> Path:
+    config = load_config(config_path, RUN_CONFIGS[target])
+    info = init_distributed()
+    task = build_task(target, config, manifest)
+    return Trainer(task, config.train, out, config, info).fit(stop_at)
