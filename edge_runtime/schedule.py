@@ -1,0 +1,60 @@
+"""The diffusion noise schedule and step schedules (numpy; the one source of truth).
+
+Cosine variance-preserving schedule (Nichol & Dhariwal 2021) in continuous time t in [0, 1]:
+x_t = sqrt(abar(t)) x_0 + sqrt(1 - abar(t)) eps. A step schedule is the decreasing list of
+times at which a sampler evaluates the model; the first is where sampling starts from noise.
+The trainer, the samplers, the schedule search and the device runtime all use this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COSINE_OFFSET = 0.008
+T_MAX = 0.999
+"""Latest time used: abar(1) is 0, where x_t carries no signal and eps-prediction is undefined."""
+
+
+def alpha_bar(t: np.ndarray | float) -> np.ndarray:
+    """abar(t) of the cosine schedule; 1 at t=0, about 1e-5 at T_MAX."""
+    t = np.clip(np.asarray(t, dtype=np.float64), 0.0, T_MAX)
+    f = np.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * np.pi / 2) ** 2
+    f0 = np.cos(COSINE_OFFSET / (1 + COSINE_OFFSET) * np.pi / 2) ** 2
+    return f / f0
+
+
+def log_snr(t: np.ndarray | float) -> np.ndarray:
+    """log(abar / (1 - abar)): the model's noise-level input."""
+    ab = alpha_bar(t)
+    return np.log(ab) - np.log1p(-np.minimum(ab, 1 - 1e-12))
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """Times (decreasing, in (0, T_MAX]) at which a K-step sampler calls the model."""
+
+    timesteps: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.timesteps)
+        if len(t) == 0 or np.any(np.diff(t) >= 0) or t[0] > T_MAX + 1e-9 or t[-1] <= 0:
+            raise ValueError(f"a step schedule is decreasing times in (0, {T_MAX}], "
+                             f"got {self.timesteps}")
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def to_dict(self) -> dict:
+        return {"timesteps": [round(float(t), 6) for t in self.timesteps]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StepSchedule:
+        return cls(tuple(float(t) for t in data["timesteps"]))
+
+
+def uniform_schedule(steps: int, start: float = T_MAX) -> StepSchedule:
+    """``steps`` times evenly spaced from ``start`` down to start/steps (DDIM's spacing)."""
+    return StepSchedule(tuple(start * (steps - k) / steps for k in range(steps)))

@@ -1,0 +1,1 @@
+"""Diffusion in torch: forward process, DDIM and multistep consistency samplers."""

@@ -1,0 +1,83 @@
+"""Samplers take (model, x, schedule): the schedule is explicit data (edge_runtime.schedule).
+
+Models are closures over their conditioning: ``eps_model(x, t) -> eps`` for the teacher,
+``x0_model(x, t) -> x0`` for consistency sampling. ``t`` is a float tensor [B] in (0, 1).
+Latents are [B, C, h, w].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from edge_runtime.schedule import StepSchedule, alpha_bar
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def abar(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """alpha_bar(t) as a tensor broadcastable against ``like`` ([B] -> [B, 1, 1, 1])."""
+    t_np = t.detach().cpu().numpy() if torch.is_tensor(t) else t
+    value = torch.as_tensor(alpha_bar(t_np), dtype=like.dtype, device=like.device)
+    return value.reshape(-1, *([1] * (like.dim() - 1))) if value.dim() else value
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor | float, eps: torch.Tensor) -> torch.Tensor:
+    """Forward process (eq 3): sqrt(abar) x0 + sqrt(1 - abar) eps."""
+    a = abar(t, x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def eps_to_x0(x: torch.Tensor, t: torch.Tensor | float, eps: torch.Tensor) -> torch.Tensor:
+    a = abar(t, x)
+    return (x - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def x0_to_eps(x: torch.Tensor, t: torch.Tensor | float, x0: torch.Tensor) -> torch.Tensor:
+    a = abar(t, x)
+    return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def batch_t(t: float, x: torch.Tensor) -> torch.Tensor:
+    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+
+
+def start_latent(noise: torch.Tensor, schedule: StepSchedule,
+                 init: torch.Tensor | None = None) -> torch.Tensor:
+    """x at the first time of the schedule: pure noise, or ``init`` (e.g. the reference
+    latent) noised to that level."""
+    return noise if init is None else q_sample(init, schedule.timesteps[0], noise)
+
+
+@torch.no_grad()
+def ddim_sample(eps_model: Model, x: torch.Tensor, schedule: StepSchedule) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from x at timesteps[0] down to t = 0 -> x0."""
+    times = list(schedule.timesteps) + [0.0]
+    for t, t_next in zip(times[:-1], times[1:]):
+        eps = eps_model(x, batch_t(t, x))
+        x0 = eps_to_x0(x, t, eps)
+        a_next = abar(t_next, x)
+        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+    return x
+
+
+@torch.no_grad()
+def consistency_sample(x0_model: Model, x: torch.Tensor, schedule: StepSchedule,
+                       renoise: torch.Tensor) -> torch.Tensor:
+    """Multistep consistency sampling: predict x0, re-noise to the next time, repeat.
+
+    renoise: [>= K-1, *x.shape], an independent noise for each re-noising step (reusing one
+    noise correlates it with the prediction and skews the samples; see the tests). A stream
+    fixes these noises once and shares them across frames, so frames differ only by their
+    conditioning: no noise-induced flicker.
+    """
+    if schedule.steps > 1 and renoise.shape[0] < schedule.steps - 1:
+        raise ValueError(f"{schedule.steps} steps need {schedule.steps - 1} re-noise tensors, "
+                         f"got {renoise.shape[0]}")
+    x0 = x
+    for k, t in enumerate(schedule.timesteps):
+        x0 = x0_model(x, batch_t(t, x))
+        if k + 1 < schedule.steps:
+            x = q_sample(x0, schedule.timesteps[k + 1], renoise[k])
+    return x0
