@@ -13,7 +13,7 @@ from edge_runtime.visemes import NUM_VISEMES, SIL, VISEMES, viseme_id
 from training.config import SynthConfig
 from training.data import face
 from training.data.alignment import Segment
-from training.data.face import FrameState, render_background, render_frame
+from training.data.face import FrameState, render_background, render_frame, sample_scene
 from training.data.flow import optical_flow, upsample_flow, warp
 from training.data.manifest import read_manifest
 from training.data.media import SAMPLE_RATE, read_wav
@@ -27,7 +27,9 @@ NEUTRAL_POSE = np.array([0.0, 0.0, 0.0, 1.0])
 def render(ident, viseme: int, pose=NEUTRAL_POSE) -> np.ndarray:
     state = FrameState(mouth=TARGETS[viseme], blink=0.0, gaze=(0.0, 0.0), pose=pose,
                        light=(1.0, 0.0, 0.0))
-    return render_frame(ident, state, render_background(ident, SIZE * face.SUPERSAMPLE), SIZE)
+    scene = sample_scene(np.random.default_rng(0))
+    return render_frame(ident, scene, state, render_background(scene, SIZE * face.SUPERSAMPLE),
+                        SIZE)
 
 
 def visible_area(monkeypatch, ident, viseme: int, part: str, pose=NEUTRAL_POSE) -> np.ndarray:
@@ -131,10 +133,23 @@ def test_generation_is_deterministic_given_the_seed(tmp_path, tiny_config):
 def test_identities_are_distinct():
     config = SynthConfig()
     idents = [identity_of(config, i)[0] for i in range(24)]
-    assert len({(i.skin, i.hair_style, i.hair, i.background) for i in idents}) == 24
-    assert len({i.hair_style for i in idents}) >= 4
-    assert len({i.background for i in idents}) >= 4
+    assert len({(i.skin, i.hair_style, i.hair, i.eye_spacing) for i in idents}) == 24
+    assert len({i.hair_style for i in idents}) >= 4 and len({i.glasses for i in idents}) >= 2
     assert len({identity_of(config, i)[1].variant for i in range(24)}) >= 8
+
+
+def test_scene_changes_between_clips_of_one_identity(tiny_dataset):
+    """Clothes and background vary per clip, so identity cannot be read off the scene."""
+    from training.data.media import read_frame
+
+    manifest = read_manifest(tiny_dataset)
+    by_speaker: dict[str, list] = {}
+    for clip in manifest.clips:
+        by_speaker.setdefault(clip.speaker, []).append(clip)
+    for clips in by_speaker.values():
+        corners = [read_frame(manifest.resolve(c.frames), 0)[:12, :12].astype(float).mean((0, 1))
+                   for c in clips[:2]]
+        assert np.abs(corners[0] - corners[1]).max() > 3
 
 
 def test_splits_partition_identities(tiny_dataset, tiny_config):

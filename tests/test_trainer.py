@@ -104,12 +104,12 @@ def test_losses_are_zero_where_they_must_be():
 
 
 def test_decoder_fits_the_pi_budget():
-    """The decoder runs every frame on the Pi: keep it under 0.2 GMAC at 128 px."""
+    """The decoder runs every frame on the Pi: at most 0.15 GMAC at 128 px."""
     model = Autoencoder(AutoencoderConfig())
     z = torch.zeros(1, 4, 16, 16)
     with FlopCounterMode(display=False) as counter:
         image = model.decode(z)
     macs = counter.get_total_flops() / 2
     assert image.shape == (1, 3, 128, 128)
-    assert macs < 0.2e9, macs
+    assert macs < 0.15e9, macs
     assert model.encode(torch.zeros(1, 3, 128, 128)).shape == (1, 4, 16, 16)

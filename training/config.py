@@ -146,7 +146,7 @@ class AutoencoderConfig:
 
     enc_channels: tuple[int, ...] = (32, 48, 64, 96)
     """Encoder widths from full resolution down to the latent resolution."""
-    dec_channels: tuple[int, ...] = (96, 48, 32, 16)
+    dec_channels: tuple[int, ...] = (64, 48, 32, 16)
     """Decoder widths from the latent resolution up to full resolution."""
     latent_channels: int = 4
     """Latent channels (4 x 16 x 16 at 128 px)."""
@@ -157,6 +157,43 @@ class AutoencoderConfig:
         _check(len(self.enc_channels) == 4, where, "enc_channels", "needs 4 widths (f=8)")
         _check(len(self.dec_channels) == 4, where, "dec_channels", "needs 4 widths (f=8)")
         _check(self.latent_channels >= 1, where, "latent_channels", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserConfig:
+    """Latent UNet (teacher and student differ only in these numbers)."""
+
+    latent_channels: int = 4
+    """Latent channels (from the autoencoder)."""
+    channels: tuple[int, ...] = (48, 96, 128)
+    """Widths per resolution: 16x16, 8x8, 4x4 at 128 px."""
+    blocks_per_level: int = 1
+    """FiLM residual blocks per resolution on the way down and up."""
+    cond_dim: int = 128
+    """Width of the conditioning vector."""
+    identity_dim: int = 128
+    """Identity embedding size (from the identity encoder)."""
+    viseme_dim: int = 16
+    """Embedding size of one viseme token."""
+    viseme_window: int = 5
+    """Tokens per frame: 2 * viseme_context + 1."""
+    time_features: int = 64
+    """Fourier features of the noise level."""
+
+    def validate(self, where: str) -> None:
+        _check(len(self.channels) >= 2, where, "channels", "needs at least 2 resolutions")
+        _check(self.blocks_per_level >= 1, where, "blocks_per_level", "must be >= 1")
+        _check(self.viseme_window % 2 == 1, where, "viseme_window", "must be odd (t-c..t+c)")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityEncoderConfig:
+    """Small CNN that maps a face image to a unit-length identity embedding."""
+
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    """Widths of the stride-2 stages."""
+    dim: int = 128
+    """Embedding size."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +269,27 @@ class AERunConfig:
         self.model.validate(f"{where}.model")
         self.train.validate(f"{where}.train")
         _check(self.items_per_clip >= 1, where, "items_per_clip", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityRunConfig:
+    """``tsd train idenc``: supervised contrastive training on identity labels."""
+
+    model: IdentityEncoderConfig = IdentityEncoderConfig()
+    """Architecture."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    temperature: float = 0.1
+    """Softmax temperature of the contrastive loss."""
+    jitter: float = 0.15
+    """Brightness/contrast jitter and up to this fraction of 16 px shift, so lighting and
+    framing do not count as identity."""
+    items_per_clip: int = 8
+    """Samples per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.train.validate(f"{where}.train")
+        _check(self.temperature > 0, where, "temperature", "must be positive")
 
 
 def _check(ok: bool, where: str, key: str, message: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import AERunConfig, load_config
+from training.config import AERunConfig, IdentityRunConfig, load_config
 from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
-RUN_CONFIGS = {"ae": AERunConfig}
+RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -16,6 +16,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.autoencoder import AutoencoderTask
 
         return AutoencoderTask(config, manifest)
+    if target == "idenc":
+        from training.tasks.identity import IdentityTask
+
+        return IdentityTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 

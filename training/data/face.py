@@ -71,6 +71,13 @@ class Identity:
     earrings: bool
     beard: int
     moustache: bool
+    hair_seed: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What changes between clips of one person: clothes and where they are filmed."""
+
     shirt: tuple[float, float, float]
     background: int
     bg_a: tuple[float, float, float]
@@ -105,12 +112,15 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         earrings=bool(rng.random() < 0.25),
         beard=int(rng.choice(len(BEARDS), p=[0.65, 0.2, 0.15])),
         moustache=bool(rng.random() < 0.2),
-        shirt=_rgb(rng.uniform(20, 235, 3)),
-        background=int(rng.integers(len(BACKGROUNDS))),
-        bg_a=_rgb(rng.uniform(10, 245, 3)),
-        bg_b=_rgb(rng.uniform(10, 245, 3)),
-        bg_seed=int(rng.integers(2**31)),
+        hair_seed=int(rng.integers(2**31)),
     )
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    return Scene(shirt=_rgb(rng.uniform(20, 235, 3)),
+                 background=int(rng.integers(len(BACKGROUNDS))),
+                 bg_a=_rgb(rng.uniform(10, 245, 3)), bg_b=_rgb(rng.uniform(10, 245, 3)),
+                 bg_seed=int(rng.integers(2**31)))
 
 
 @dataclass(frozen=True)
@@ -160,22 +170,22 @@ def _polyline(img, points, colour, thickness) -> None:
                   max(1, int(round(thickness * n))), _AA, _SHIFT)
 
 
-def render_background(ident: Identity, n: int) -> np.ndarray:
+def render_background(scene: Scene, n: int) -> np.ndarray:
     """[n, n, 3] float32 RGB, static for a clip."""
-    a, b = np.array(ident.bg_a, np.float32), np.array(ident.bg_b, np.float32)
+    a, b = np.array(scene.bg_a, np.float32), np.array(scene.bg_b, np.float32)
     y = np.linspace(0, 1, n, dtype=np.float32)[:, None, None]
     x = np.linspace(0, 1, n, dtype=np.float32)[None, :, None]
-    kind = BACKGROUNDS[ident.background]
+    kind = BACKGROUNDS[scene.background]
     if kind == "solid":
         img = np.broadcast_to(a, (n, n, 3)).copy()
     elif kind == "gradient":
         img = a * (1 - y) + b * y + 0 * x
     elif kind == "stripes":
-        rng = np.random.default_rng(ident.bg_seed)
+        rng = np.random.default_rng(scene.bg_seed)
         w = 0.5 + 0.5 * np.sin(2 * np.pi * (x * rng.uniform(2, 6)) + rng.uniform(0, 6)) + 0 * y
         img = a * (1 - w) + b * w
     elif kind == "blobs":
-        rng = np.random.default_rng(ident.bg_seed)
+        rng = np.random.default_rng(scene.bg_seed)
         img = np.broadcast_to(a, (n, n, 3)).copy()
         for _ in range(6):
             c = rng.uniform(0, 1, 2)
@@ -207,7 +217,7 @@ def _draw_hair_back(img, ident: Identity, cx, cy) -> None:
             [[cx + ident.face_w * 1.3, cy + ident.face_h * 1.15],
              [cx - ident.face_w * 1.3, cy + ident.face_h * 1.15]]]), ident.hair)
     elif style == "curly":
-        rng = np.random.default_rng(ident.bg_seed + 1)
+        rng = np.random.default_rng(ident.hair_seed)
         for _ in range(14):
             a = rng.uniform(np.pi * 0.9, np.pi * 2.1)
             px = cx + np.cos(a) * ident.face_w * 1.05
@@ -485,9 +495,10 @@ def _centred_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 
 
-def render_frame(ident: Identity, state: FrameState, background: np.ndarray,
+def render_frame(ident: Identity, scene: Scene, state: FrameState, background: np.ndarray,
                  size: int) -> np.ndarray:
-    """One frame -> [size, size, 3] uint8 RGB. background: [n, n, 3] with n = size * SUPERSAMPLE."""
+    """One frame -> [size, size, 3] uint8 RGB. background: render_background(scene, n) with
+    n = size * SUPERSAMPLE."""
     n = background.shape[0]
     head, alpha = render_head(ident, state, n)
     m = pose_matrix(state.pose, n)
@@ -495,7 +506,7 @@ def render_frame(ident: Identity, state: FrameState, background: np.ndarray,
     alpha = cv2.warpAffine(alpha, m, (n, n), flags=cv2.INTER_LINEAR)[..., None]
     body = background.copy()
     shoulders = _ellipse(0.5 + 0.3 * state.pose[0], 1.08, 0.42, 0.2)
-    _fill(body, shoulders, ident.shirt)
+    _fill(body, shoulders, scene.shirt)
     img = body * (1 - alpha) + head * alpha
     gain, direction, strength = state.light
     ys, xs = _centred_grid(n)

@@ -7,7 +7,13 @@ onset, which gives phone and word boundaries to the sample.
 
 from __future__ import annotations
 
+import _ctypes
+import atexit
 import ctypes
+import functools
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import espeakng_loader
@@ -76,12 +82,14 @@ class Utterance:
 
 
 class Espeak:
-    """One espeak-ng engine (one per process: the library is not re-entrant)."""
+    """One espeak-ng engine. The library keeps synthesis state between utterances (and
+    uses libc rand()), so ``synthesize`` below runs every utterance on a fresh engine."""
 
-    _instance: Espeak | None = None
+    _shared: Espeak | None = None
 
-    def __init__(self) -> None:
-        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    def __init__(self, library_path: str | None = None):
+        self._lib = ctypes.CDLL(library_path or espeakng_loader.get_library_path())
+        self._libc = ctypes.CDLL(None)
         data = espeakng_loader.get_data_path().encode()
         self.rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data,
                                                 _INIT_PHONEME_EVENTS)
@@ -97,9 +105,15 @@ class Espeak:
 
     @classmethod
     def get(cls) -> Espeak:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+        """The process's shared engine, for text -> phonemes (no synthesis state involved)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def close(self) -> None:
+        """Terminate and unload, so the next engine on the same library starts fresh."""
+        self._lib.espeak_Terminate()
+        _ctypes.dlclose(self._lib._handle)
 
     def _on_audio(self, wav, n_samples, events) -> int:
         if n_samples > 0:
@@ -126,6 +140,10 @@ class Espeak:
         """Speak ``text``; returns 16 kHz audio with phone and word segments."""
         self.set_voice(voice)
         self._chunks, self._events = [], []
+        # Voicing noise comes from espeak-ng's own generator and libc rand(): reseed both so
+        # an utterance depends on (text, voice) only, not on what this process spoke before.
+        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(1))
+        self._libc.srand(1)
         encoded = text.encode("utf-8")
         status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0,
                                         _CHARS_UTF8, None, None)
@@ -191,3 +209,24 @@ def split_mnemonics(token: str) -> list[str]:
                 break
     return [t for t in out if t]
 
+
+
+@functools.lru_cache(maxsize=1)
+def _private_library() -> str:
+    """A per-process copy of libespeak-ng: dlopen of a distinct path gives an instance that
+    dlclose really unloads, unlike the shared engine's library which stays loaded."""
+    folder = tempfile.mkdtemp(prefix="espeak-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = os.path.join(folder, "libespeak-ng-private.so")
+    shutil.copyfile(espeakng_loader.get_library_path(), path)
+    return path
+
+
+def synthesize(text: str, voice: Voice) -> Utterance:
+    """Speak ``text`` on a fresh engine: the result depends on (text, voice) only, so clips
+    are reproducible whichever worker process renders them and in whatever order."""
+    engine = Espeak(_private_library())
+    try:
+        return engine.synthesize(text, voice)
+    finally:
+        engine.close()

@@ -24,18 +24,20 @@ from training.data.face import (
     SUPERSAMPLE,
     FrameState,
     Identity,
+    Scene,
     mouth_centre,
     pose_matrix,
     render_background,
     render_frame,
     sample_identity,
+    sample_scene,
 )
 from training.data.flow import optical_flow
 from training.data.manifest import ClipRecord, write_manifest
 from training.data.media import SAMPLE_RATE, write_frames, write_wav
 from training.data.mouth import mouth_track
 from training.data.parallel import run_parallel, worker_count
-from training.data.speech import ENGLISH_VOICES, VOICE_VARIANTS, Espeak, Voice
+from training.data.speech import ENGLISH_VOICES, VOICE_VARIANTS, Voice, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +170,14 @@ def generate_clip(job: ClipJob) -> ClipRecord:
     text = sentence(rng, config)
     voice = Voice(voice.base, voice.variant, int(voice.rate_wpm * rng.uniform(0.9, 1.1)),
                   voice.pitch, voice.pitch_range)
-    utterance = Espeak.get().synthesize(text, voice)
+    utterance = synthesize(text, voice)
     lead = rng.uniform(*config.lead_silence_s)
     duration = lead + len(utterance.audio) / SAMPLE_RATE + rng.uniform(*config.tail_silence_s)
     n_frames = math.ceil(duration * config.fps)
     phones, words = _shift(utterance.phones, lead), _shift(utterance.words, lead)
     audio = _audio(rng, config, utterance.audio, n_frames, lead)
-    frames, boxes, params, poses = render_clip(ident, phones, n_frames, config, rng)
+    scene = sample_scene(rng)
+    frames, boxes, params, poses = render_clip(ident, scene, phones, n_frames, config, rng)
     record = _with_frames(record, n_frames)
     with atomic_dir(job.out / folder) as tmp:
         write_frames(tmp / "frames", frames)
@@ -204,8 +207,8 @@ def mouth_box(ident: Identity, state: FrameState, size: int) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
 
 
-def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: SynthConfig,
-                rng: np.random.Generator):
+def render_clip(ident: Identity, scene: Scene, phones: list[Segment], n_frames: int,
+                config: SynthConfig, rng: np.random.Generator):
     """-> frames [T, S, S, 3] uint8, mouth boxes [T, 4], mouth params [T, P], head pose [T, 4]."""
     size, n = config.size, config.size * SUPERSAMPLE
     t = (np.arange(n_frames) + 0.5) / config.fps
@@ -219,7 +222,7 @@ def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: S
     light_dir, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.25)
     gain = 1.0 + 0.08 * _smooth_noise(rng, t, 0.05, 0.3)
     direction = light_dir + 0.3 * _smooth_noise(rng, t, 0.05, 0.2)
-    background = render_background(ident, n)
+    background = render_background(scene, n)
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
     boxes = np.zeros((n_frames, 4), np.float32)
     poses = np.zeros((n_frames, 4), np.float32)
@@ -227,7 +230,7 @@ def render_clip(ident: Identity, phones: list[Segment], n_frames: int, config: S
         state = FrameState(mouth=mouth[i], blink=float(blink[i]), gaze=tuple(gaze[i]),
                            pose=pose[i], light=(float(gain[i]), float(direction[i]),
                                                 light_strength))
-        frames[i] = render_frame(ident, state, background, size)
+        frames[i] = render_frame(ident, scene, state, background, size)
         boxes[i] = mouth_box(ident, state, size)
         poses[i] = (pose[i, 0] * size, pose[i, 1] * size, pose[i, 2], pose[i, 3])
     return frames, boxes, mouth, poses

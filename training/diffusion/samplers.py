@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from edge_runtime.schedule import StepSchedule, alpha_bar
+from edge_runtime.schedule import StepSchedule, alpha_bar, log_snr
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -37,6 +37,11 @@ def eps_to_x0(x: torch.Tensor, t: torch.Tensor | float, eps: torch.Tensor) -> to
 def x0_to_eps(x: torch.Tensor, t: torch.Tensor | float, x0: torch.Tensor) -> torch.Tensor:
     a = abar(t, x)
     return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def noise_level(t: torch.Tensor) -> torch.Tensor:
+    """Times [B] -> the denoiser's noise-level input, log-SNR [B] (schedule math in numpy)."""
+    return torch.as_tensor(log_snr(t.detach().cpu().numpy()), dtype=t.dtype, device=t.device)
 
 
 def batch_t(t: float, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""The latent denoiser (teacher and student share it; only the widths differ).
+
+Inputs (batch B, latent C x h x w = 4 x 16 x 16 at 128 px, W = 2 * viseme_context + 1):
+  x_t [B, C, h, w]       noisy latent
+  noise_level [B]        log-SNR of the time (edge_runtime.schedule.log_snr), so the schedule
+                         math stays in one numpy module and the graph needs none of it
+  ref [B, C, h, w]       reference latent, concatenated with x_t (who to look like)
+  identity [B, D_id]     identity embedding of the reference (FiLM; eq 8's anchor)
+  visemes [B, W] int64   viseme tokens t-c..t+c around the frame (how to move the mouth)
+Output: eps [B, C, h, w] (eps-prediction, eq 4).
+
+The conditioning vector (time + identity + visemes) modulates every residual block with
+FiLM. No GroupNorm (export); residual branches start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_runtime.visemes import NUM_VISEMES
+from training.config import DenoiserConfig
+from training.models.blocks import conv3
+
+
+def fourier_features(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """log-SNR [B] -> [B, dim] sin/cos features at geometric frequencies."""
+    half = dim // 2
+    freqs = torch.exp(torch.linspace(0, math.log(64.0), half, device=x.device))
+    angles = x[:, None] / 4 * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class Conditioning(nn.Module):
+    """(noise level, identity, visemes) -> one vector [B, cond_dim]."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        d = cfg.cond_dim
+        self.time = nn.Sequential(nn.Linear(cfg.time_features, d), nn.SiLU(), nn.Linear(d, d))
+        self.identity = nn.Linear(cfg.identity_dim, d)
+        self.viseme = nn.Embedding(NUM_VISEMES, cfg.viseme_dim)
+        self.viseme_position = nn.Parameter(torch.zeros(cfg.viseme_window, cfg.viseme_dim))
+        self.visemes = nn.Sequential(nn.Linear(cfg.viseme_window * cfg.viseme_dim, d), nn.SiLU(),
+                                     nn.Linear(d, d))
+        self.time_features = cfg.time_features
+
+    def forward(self, noise_level: torch.Tensor, identity: torch.Tensor, visemes: torch.Tensor):
+        time = self.time(fourier_features(noise_level, self.time_features))
+        tokens = (self.viseme(visemes) + self.viseme_position).flatten(1)
+        return F.silu(time + self.identity(identity) + self.visemes(tokens))
+
+
+class FiLMBlock(nn.Module):
+    """x + scale * conv(silu(FiLM(conv(silu(x)), cond)))."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.conv1 = conv3(channels, channels)
+        self.conv2 = conv3(channels, channels)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv1(F.silu(x)) * (1 + gamma) + beta
+        return x + self.scale * self.conv2(F.silu(h))
+
+
+class Denoiser(nn.Module):
+    """A small UNet over the latent grid: len(channels) resolutions, skip connections."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.config = cfg
+        ch, d, n = cfg.channels, cfg.cond_dim, cfg.blocks_per_level
+        self.cond = Conditioning(cfg)
+        self.inp = conv3(2 * cfg.latent_channels, ch[0])
+        self.down_blocks = nn.ModuleList(
+            nn.ModuleList(FiLMBlock(c, d) for _ in range(n)) for c in ch)
+        self.downsample = nn.ModuleList(conv3(a, b, stride=2) for a, b in zip(ch[:-1], ch[1:]))
+        self.upsample = nn.ModuleList(conv3(b, a) for a, b in zip(ch[:-1], ch[1:]))
+        self.up_blocks = nn.ModuleList(
+            nn.ModuleList(FiLMBlock(c, d) for _ in range(n)) for c in ch[:-1])
+        self.out = conv3(ch[0], cfg.latent_channels)
+
+    def forward(self, x: torch.Tensor, noise_level: torch.Tensor, ref: torch.Tensor,
+                identity: torch.Tensor, visemes: torch.Tensor) -> torch.Tensor:
+        cond = self.cond(noise_level, identity, visemes)
+        h = self.inp(torch.cat([x, ref], dim=1))
+        skips = []
+        for level, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, cond)
+            if level < len(self.downsample):
+                skips.append(h)
+                h = self.downsample[level](F.silu(h))
+        for level in reversed(range(len(self.up_blocks))):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = self.upsample[level](F.silu(h)) + skips[level]
+            for block in self.up_blocks[level]:
+                h = block(h, cond)
+        return self.out(F.silu(h))
