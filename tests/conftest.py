@@ -24,3 +24,23 @@ def tiny_dataset(tmp_path_factory, tiny_config) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     generate(tiny_config, out)
     return out
+
+
+def _train(target: str, config_name: str, data: Path, out: Path) -> Path:
+    from training.data.manifest import read_manifest
+    from training.train import run_training
+
+    return run_training(target, REPO / "configs" / "train" / config_name, read_manifest(data),
+                        out)
+
+
+@pytest.fixture(scope="session")
+def tiny_ae(tiny_dataset, tmp_path_factory) -> Path:
+    """final.pt of a tiny autoencoder run on the tiny dataset."""
+    return _train("ae", "ae-tiny.yaml", tiny_dataset, tmp_path_factory.mktemp("ae"))
+
+
+@pytest.fixture(scope="session")
+def tiny_idenc(tiny_dataset, tmp_path_factory) -> Path:
+    """final.pt of a tiny identity-encoder run on the tiny dataset."""
+    return _train("idenc", "idenc-tiny.yaml", tiny_dataset, tmp_path_factory.mktemp("idenc"))

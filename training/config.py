@@ -292,6 +292,56 @@ class IdentityRunConfig:
         _check(self.temperature > 0, where, "temperature", "must be positive")
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherLossConfig:
+    """Eq 10: L_noise + identity * L_id + temporal * L_temp + mouth * L_mouth."""
+
+    identity: float = 0.1
+    """lambda_id: 1 - cos(identity(decoded prediction), identity(reference)) (eq 8)."""
+    temporal: float = 0.1
+    """lambda_temp: flow-warped difference of consecutive decoded predictions (eq 9)."""
+    mouth: float = 0.5
+    """L1 of the decoded prediction inside the mouth box (teeth and tongue stability)."""
+    t_min: float = 0.02
+    """Smallest training time (noise level)."""
+    cross_t_min: float = 0.7
+    """Cross-identity samples (eq 12) train at t >= this: from a heavily noised latent of the
+    driving clip the model must take identity from the reference, not from the noise."""
+
+    def validate(self, where: str) -> None:
+        _check(0 < self.t_min < self.cross_t_min < 1, where, "t_min",
+               "needs 0 < t_min < cross_t_min < 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherRunConfig:
+    """``tsd train teacher``: the eps-prediction latent diffusion teacher."""
+
+    model: DenoiserConfig = DenoiserConfig(channels=(128, 192, 256), blocks_per_level=2)
+    """Teacher architecture (wide; the student distils it)."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    window: WindowConfig = WindowConfig(frames=2, viseme_context=2, p_cross=0.2)
+    """Frames per sample (>= 2 for L_temp), viseme window, cross-identity probability."""
+    loss: TeacherLossConfig = TeacherLossConfig()
+    """Loss weights and noise ranges."""
+    autoencoder: str = "runs/ae/final.pt"
+    """Frozen autoencoder (final.pt of tsd train ae)."""
+    identity_encoder: str = "runs/idenc/final.pt"
+    """Frozen identity encoder (final.pt of tsd train idenc)."""
+    items_per_clip: int = 8
+    """Windows per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.model.validate(f"{where}.model")
+        self.train.validate(f"{where}.train")
+        self.window.validate(f"{where}.window")
+        self.loss.validate(f"{where}.loss")
+        _check(self.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
+        _check(self.model.viseme_window == 2 * self.window.viseme_context + 1, where,
+               "model.viseme_window", "must equal 2 * window.viseme_context + 1")
+
+
 def _check(ok: bool, where: str, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}.{key}: {message}")

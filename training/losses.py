@@ -21,16 +21,42 @@ def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return inside.unsqueeze(1).to(boxes.dtype)
 
 
-def masked_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean |x - y| over the masked pixels, averaged over the batch (a sample with
-    an empty mask counts 0). Per-sample first, so a batch split over DDP ranks averages to
-    the same value."""
+def masked_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+              per_sample: bool = False) -> torch.Tensor:
+    """Mean |x - y| over each sample's masked pixels ([B] with per_sample, else the batch
+    mean; a sample with an empty mask counts 0). Per-sample first, so a batch split over DDP
+    ranks averages to the same value."""
     weight = mask.expand_as(x)
-    per_sample = (weight * (x - y).abs()).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
-    return per_sample.mean()
+    value = (weight * (x - y).abs()).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+    return value if per_sample else value.mean()
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
     mse = F.mse_loss(x.clamp(-1, 1), y, reduction="none").flatten(1).mean(1)
     return (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward warp, torch twin of training.data.flow.warp: warp(frames[t+1], flow[t]) ~=
+    frames[t]. image: [B, C, H, W]; flow: [B, 2, H, W] in pixels (x, y)."""
+    _, _, h, w = image.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
+                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
+    gx = (xs + flow[:, 0]) * 2 / (w - 1) - 1
+    gy = (ys + flow[:, 1]) * 2 / (h - 1) - 1
+    return F.grid_sample(image, torch.stack([gx, gy], dim=-1), mode="bilinear",
+                         padding_mode="border", align_corners=True)
+
+
+def temporal_loss(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Eq 9: mean |W(x_{t+1}, flow_t) - x_t| over consecutive pairs.
+    frames: [B, T, C, H, W]; flow: [B, T-1, 2, H, W] (from the ground-truth frames)."""
+    nxt = frames[:, 1:].flatten(0, 1)
+    warped = warp(nxt, flow.flatten(0, 1))
+    return (warped - frames[:, :-1].flatten(0, 1)).abs().mean()
+
+
+def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Eq 8: 1 - cosine similarity of unit identity embeddings, per sample [B]."""
+    return 1.0 - (embedding * reference).sum(dim=1)

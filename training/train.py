@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import AERunConfig, IdentityRunConfig, load_config
+from training.config import AERunConfig, IdentityRunConfig, TeacherRunConfig, load_config
 from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
-RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig}
+RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -20,6 +20,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.identity import IdentityTask
 
         return IdentityTask(config, manifest)
+    if target == "teacher":
+        from training.tasks.teacher import TeacherTask
+
+        return TeacherTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 
