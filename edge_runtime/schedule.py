@@ -58,3 +58,20 @@ class StepSchedule:
 def uniform_schedule(steps: int, start: float = T_MAX) -> StepSchedule:
     """``steps`` times evenly spaced from ``start`` down to start/steps (DDIM's spacing)."""
     return StepSchedule(tuple(start * (steps - k) / steps for k in range(steps)))
+
+
+def times_at_log_snr(values: np.ndarray) -> np.ndarray:
+    """Inverse of log_snr on (0, T_MAX]: the times whose log-SNR are ``values``."""
+    grid = np.linspace(0.0, T_MAX, 20001)[1:]
+    lam = log_snr(grid)  # decreasing in t
+    return np.interp(-np.asarray(values, dtype=np.float64), -lam, grid)
+
+
+def log_snr_grid(n: int, t_min: float, t_max: float = T_MAX) -> np.ndarray:
+    """n increasing times from t_min to t_max, evenly spaced in log-SNR: neighbouring times
+    differ by the same signal ratio, so one DDIM step between them is equally hard
+    everywhere (uniform spacing in t makes the steps near t = 1 explode)."""
+    lam = np.linspace(log_snr(t_min), log_snr(t_max), n)
+    times = times_at_log_snr(lam)
+    times[0], times[-1] = t_min, t_max
+    return times

@@ -44,3 +44,20 @@ def tiny_ae(tiny_dataset, tmp_path_factory) -> Path:
 def tiny_idenc(tiny_dataset, tmp_path_factory) -> Path:
     """final.pt of a tiny identity-encoder run on the tiny dataset."""
     return _train("idenc", "idenc-tiny.yaml", tiny_dataset, tmp_path_factory.mktemp("idenc"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_dataset, tiny_ae, tiny_idenc, tmp_path_factory) -> Path:
+    """final.pt of a tiny teacher run (on the tiny ae and identity encoder)."""
+    import dataclasses
+
+    from training.config import TeacherRunConfig
+    from training.data.manifest import read_manifest
+    from training.tasks.teacher import TeacherTask
+    from training.trainer import Trainer
+
+    config = load_config(REPO / "configs" / "train" / "teacher-tiny.yaml", TeacherRunConfig)
+    config = dataclasses.replace(config, autoencoder=str(tiny_ae), identity_encoder=str(tiny_idenc))
+    out = tmp_path_factory.mktemp("teacher")
+    return Trainer(TeacherTask(config, read_manifest(tiny_dataset)), config.train, out,
+                   config).fit()

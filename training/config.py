@@ -342,6 +342,62 @@ class TeacherRunConfig:
                "model.viseme_window", "must equal 2 * window.viseme_context + 1")
 
 
+@dataclasses.dataclass(frozen=True)
+class StudentLossConfig:
+    """Eq 11: consistency distillation + eq 7 output matching + the eq 8/9 regularisers."""
+
+    discretization: int = 40
+    """N times between t_min and T_MAX; the consistency pairs are neighbours on this grid."""
+    target_ema: float = 0.95
+    """Decay of the consistency target network (separate from the sampling EMA)."""
+    match: float = 0.1
+    """Eq 7: student x0 vs the teacher's one-step x0, weighted by abar(t) (low noise)."""
+    identity: float = 0.05
+    """lambda_id on the decoded student prediction."""
+    temporal: float = 0.05
+    """lambda_temp on consecutive decoded student predictions."""
+    mouth: float = 0.2
+    """Mouth-box L1 of the decoded student prediction."""
+    t_min: float = 0.02
+    """Smallest time of the grid (boundary: f(x, t_min) ~= x)."""
+
+    def validate(self, where: str) -> None:
+        _check(self.discretization >= 2, where, "discretization", "must be >= 2")
+        _check(0 <= self.target_ema < 1, where, "target_ema", "must be in [0, 1)")
+        _check(0 < self.t_min < 0.5, where, "t_min", "must be in (0, 0.5)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentRunConfig:
+    """``tsd train student``: the few-step student, consistency-distilled from the teacher."""
+
+    model: DenoiserConfig = DenoiserConfig()
+    """Student architecture (at most 1/4 of the teacher's MACs)."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    window: WindowConfig = WindowConfig(frames=2, viseme_context=2, p_cross=0.0)
+    """Frames per sample, viseme window (the teacher's), no cross-identity references."""
+    loss: StudentLossConfig = StudentLossConfig()
+    """Distillation weights."""
+    teacher: str = "runs/teacher/final.pt"
+    """Frozen teacher (final.pt of tsd train teacher)."""
+    autoencoder: str = "runs/ae/final.pt"
+    """Frozen autoencoder."""
+    identity_encoder: str = "runs/idenc/final.pt"
+    """Frozen identity encoder."""
+    items_per_clip: int = 8
+    """Windows per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.model.validate(f"{where}.model")
+        self.train.validate(f"{where}.train")
+        self.window.validate(f"{where}.window")
+        self.loss.validate(f"{where}.loss")
+        _check(self.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
+        _check(self.model.viseme_window == 2 * self.window.viseme_context + 1, where,
+               "model.viseme_window", "must equal 2 * window.viseme_context + 1")
+
+
 def _check(ok: bool, where: str, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}.{key}: {message}")

@@ -49,12 +49,15 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
                          padding_mode="border", align_corners=True)
 
 
-def temporal_loss(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Eq 9: mean |W(x_{t+1}, flow_t) - x_t| over consecutive pairs.
+def temporal_loss(frames: torch.Tensor, flow: torch.Tensor,
+                  per_sample: bool = False) -> torch.Tensor:
+    """Eq 9: mean |W(x_{t+1}, flow_t) - x_t| over consecutive pairs ([B] with per_sample).
     frames: [B, T, C, H, W]; flow: [B, T-1, 2, H, W] (from the ground-truth frames)."""
-    nxt = frames[:, 1:].flatten(0, 1)
-    warped = warp(nxt, flow.flatten(0, 1))
-    return (warped - frames[:, :-1].flatten(0, 1)).abs().mean()
+    b, pairs = flow.shape[:2]
+    warped = warp(frames[:, 1:].flatten(0, 1), flow.flatten(0, 1))
+    diff = (warped - frames[:, :-1].flatten(0, 1)).abs().flatten(1).mean(1)
+    value = diff.view(b, pairs).mean(1)
+    return value if per_sample else value.mean()
 
 
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

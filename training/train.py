@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import AERunConfig, IdentityRunConfig, TeacherRunConfig, load_config
+from training.config import (
+    AERunConfig,
+    IdentityRunConfig,
+    StudentRunConfig,
+    TeacherRunConfig,
+    load_config,
+)
 from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
-RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig}
+RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig,
+               "student": StudentRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -24,6 +31,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.teacher import TeacherTask
 
         return TeacherTask(config, manifest)
+    if target == "student":
+        from training.tasks.student import StudentTask
+
+        return StudentTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 

@@ -56,6 +56,10 @@ class Task(Protocol):
         """Called once with the EMA model when the run completes, before ``final.pt`` is
         written (e.g. to measure the autoencoder's latent scale)."""
 
+    # Optional: after_step(model) runs after every optimizer step (e.g. a consistency
+    # target network), and state_dict() / load_state_dict(state) carry task state in
+    # last.pt so a resumed run stays exact.
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -147,10 +151,13 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
-                "config": _plain(self.run_config)}
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "step": self.step,
+                 "best": self.best, "config": _plain(self.run_config)}
+        if hasattr(self.task, "state_dict"):
+            state["task"] = self.task.state_dict()
+        return state
 
     def save(self, name: str) -> Path:
         path = self.out / name
@@ -175,6 +182,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best = state["step"], state["best"]
+        if "task" in state:
+            self.task.load_state_dict(state["task"])
         log.info("resuming %s at step %d", path, self.step)
         return True
 
@@ -228,6 +237,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update_parameters(self.model)
+        if hasattr(self.task, "after_step"):
+            self.task.after_step(self.model)
         logs["loss"] = float(loss.detach())
         return self._average(logs)
 

@@ -44,6 +44,13 @@ def noise_level(t: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(log_snr(t.detach().cpu().numpy()), dtype=t.dtype, device=t.device)
 
 
+def v_to_x0(x: torch.Tensor, t: torch.Tensor | float, v: torch.Tensor) -> torch.Tensor:
+    """v-parameterisation (v = sqrt(abar) eps - sqrt(1 - abar) x0): x0 without dividing by
+    sqrt(abar), so it stays stable at the noisiest times, and x0 = x exactly at t = 0."""
+    a = abar(t, x)
+    return a.sqrt() * x - (1 - a).sqrt() * v
+
+
 def batch_t(t: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
 

@@ -7,13 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.config import AutoencoderConfig, IdentityEncoderConfig, from_dict
+from training.config import AutoencoderConfig, DenoiserConfig, IdentityEncoderConfig, from_dict
 from training.errors import UserError
 from training.models.autoencoder import Autoencoder
+from training.models.denoiser import Denoiser
 from training.models.identity import IdentityEncoder
 
 _MODELS = {"autoencoder": (Autoencoder, AutoencoderConfig),
-           "identity encoder": (IdentityEncoder, IdentityEncoderConfig)}
+           "identity encoder": (IdentityEncoder, IdentityEncoderConfig),
+           "teacher": (Denoiser, DenoiserConfig)}
 
 
 def load_frozen(path: str | Path, kind: str) -> nn.Module:

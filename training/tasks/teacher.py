@@ -14,54 +14,28 @@ reference identity by L_id: identity must come from the reference, not from the 
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edge_runtime.schedule import T_MAX
 from training.config import TeacherRunConfig
-from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
-from training.diffusion.samplers import abar, eps_to_x0, noise_level, q_sample
-from training.losses import box_mask, identity_loss, masked_l1, psnr, temporal_loss
+from training.diffusion.samplers import abar, eps_to_x0, q_sample
+from training.losses import psnr
 from training.models.denoiser import Denoiser
-from training.models.loading import load_frozen
+from training.tasks.latent import LatentTask
 
 VAL_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
-class TeacherTask:
+class TeacherTask(LatentTask):
     def __init__(self, config: TeacherRunConfig, manifest: Manifest):
         self.config = config
         torch.manual_seed(config.train.seed)
         self.model = Denoiser(config.model)
-        self.autoencoder = load_frozen(config.autoencoder, "autoencoder")
-        self.identity = load_frozen(config.identity_encoder, "identity encoder")
-        seed = config.train.seed
-        self.train_set = TalkingFaceDataset(manifest, "train", config.window, seed,
-                                            config.items_per_clip)
-        val_window = dataclasses.replace(config.window, p_cross=0.0)
-        self.val_set = TalkingFaceDataset(manifest, "val", val_window, seed + 1, 2)
-
-    def _condition(self, batch: dict):
-        """-> z0 [B, T, C, h, w], ref latent [B, C, h, w], identity [B, D] (no gradients)."""
-        frames = batch["frames"]
-        b, t = frames.shape[:2]
-        with torch.no_grad():
-            z0 = self.autoencoder.encode(frames.flatten(0, 1)).unflatten(0, (b, t))
-            ref = self.autoencoder.encode(batch["reference"])
-            ident = self.identity(batch["reference"])
-        return z0, ref, ident
-
-    def _predict(self, model, x, t, ref, ident, visemes):
-        """x: [B, T, C, h, w], t: [B] -> eps [B, T, C, h, w]."""
-        b, n = x.shape[:2]
-        rep = lambda v: v.repeat_interleave(n, dim=0)  # noqa: E731 (per-frame copies)
-        eps = model(x.flatten(0, 1), noise_level(rep(t)), rep(ref), rep(ident),
-                    visemes.flatten(0, 1))
-        return eps.unflatten(0, (b, n))
+        super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
+                         config.train.seed, config.items_per_clip)
 
     def _times(self, cross: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         lo = torch.where(cross, torch.tensor(self.config.loss.cross_t_min),
@@ -70,29 +44,22 @@ class TeacherTask:
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):
         cfg = self.config.loss
-        z0, ref, ident = self._condition(batch)
+        z0, ref, ident = self.condition(batch)
         cross = batch["ref_cross"]
         real = (~cross).float()
         t = self._times(cross, generator)
         eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)  # shared per clip
         x = q_sample(z0, t, eps)
-        eps_hat = self._predict(model, x, t, ref, ident, batch["visemes"])
+        eps_hat = self.predict(model, x, t, ref, ident, batch["visemes"])
         per_sample = (eps_hat - eps).pow(2).flatten(1).mean(1)
         l_noise = (per_sample * real).sum() / real.sum().clamp_min(1)
-
-        b, n = z0.shape[:2]
-        x0_hat = eps_to_x0(x.flatten(0, 1), t.repeat_interleave(n), eps_hat.flatten(0, 1))
-        image = self.autoencoder.decode(x0_hat.clamp(-6, 6)).unflatten(0, (b, n))
+        x0_hat = eps_to_x0(x, t[:, None], eps_hat)
         weight = abar(t, t)  # [B]: pixel terms matter where the x0 estimate is informative
-        l_id = (weight * identity_loss(self.identity(image[:, 0]), ident)).mean()
-        frames = batch["frames"]
-        h, w = frames.shape[-2:]
-        mask = box_mask(batch["mouth_boxes"].flatten(0, 1), h, w)
-        mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
-        rw = (weight * real)[:, None].expand(b, n).flatten()
-        l_mouth = (mouth * rw).sum() / (real.sum() * n).clamp_min(1)
-        l_temp = temporal_loss(image * (weight * real)[:, None, None, None, None],
-                               batch["flow"])
+        reg = self.regularisers(x0_hat, batch, ident)
+        l_id = (weight * reg["identity"]).mean()
+        # cross-identity samples have no ground truth: only the identity pull applies
+        l_temp = (weight * real * reg["temporal"]).mean()
+        l_mouth = (weight * real * reg["mouth"]).mean()
         total = l_noise + cfg.identity * l_id + cfg.temporal * l_temp + cfg.mouth * l_mouth
         logs = {"noise": l_noise, "identity": l_id, "temporal": l_temp, "mouth": l_mouth,
                 "cross_share": cross.float().mean()}
@@ -104,12 +71,12 @@ class TeacherTask:
         generator = torch.Generator().manual_seed(1234)
         mse, quality, count = 0.0, {t: 0.0 for t in VAL_TIMES}, 0
         for batch in batches:
-            z0, ref, ident = self._condition(batch)
+            z0, ref, ident = self.condition(batch)
             eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)
             for t_value in VAL_TIMES:
                 t = torch.full((len(z0),), t_value)
                 x = q_sample(z0, t, eps)
-                eps_hat = self._predict(model, x, t, ref, ident, batch["visemes"])
+                eps_hat = self.predict(model, x, t, ref, ident, batch["visemes"])
                 mse += float(F.mse_loss(eps_hat, eps))
                 x0 = eps_to_x0(x[:, 0], t, eps_hat[:, 0])
                 quality[t_value] += float(psnr(self.autoencoder.decode(x0),

@@ -1,0 +1,65 @@
+"""What the teacher and student trainers share: conditioning, per-frame prediction and the
+pixel-space regularisers of eq 10/11 on decoded predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from training.config import WindowConfig
+from training.data.dataset import TalkingFaceDataset
+from training.data.manifest import Manifest
+from training.diffusion.samplers import noise_level
+from training.losses import box_mask, identity_loss, masked_l1, temporal_loss
+from training.models.loading import load_frozen
+
+
+class LatentTask:
+    """Holds the frozen autoencoder and identity encoder and the datasets."""
+
+    def __init__(self, autoencoder: str, identity_encoder: str, window: WindowConfig,
+                 manifest: Manifest, seed: int, items_per_clip: int):
+        self.autoencoder = load_frozen(autoencoder, "autoencoder")
+        self.identity = load_frozen(identity_encoder, "identity encoder")
+        self.train_set = TalkingFaceDataset(manifest, "train", window, seed, items_per_clip)
+        val_window = dataclasses.replace(window, p_cross=0.0)
+        self.val_set = TalkingFaceDataset(manifest, "val", val_window, seed + 1, 2)
+
+    def condition(self, batch: dict):
+        """-> z0 [B, T, C, h, w], ref latent [B, C, h, w], identity [B, D] (no gradients)."""
+        frames = batch["frames"]
+        b, t = frames.shape[:2]
+        with torch.no_grad():
+            z0 = self.autoencoder.encode(frames.flatten(0, 1)).unflatten(0, (b, t))
+            ref = self.autoencoder.encode(batch["reference"])
+            ident = self.identity(batch["reference"])
+        return z0, ref, ident
+
+    @staticmethod
+    def predict(model: nn.Module, x: torch.Tensor, t: torch.Tensor, ref: torch.Tensor,
+                ident: torch.Tensor, visemes: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, C, h, w], t: [B] (shared by the frames of a sample) -> [B, T, C, h, w]."""
+        b, n = x.shape[:2]
+
+        def rep(v: torch.Tensor) -> torch.Tensor:
+            return v.repeat_interleave(n, dim=0)
+
+        out = model(x.flatten(0, 1), noise_level(rep(t)), rep(ref), rep(ident),
+                    visemes.flatten(0, 1))
+        return out.unflatten(0, (b, n))
+
+    def regularisers(self, x0: torch.Tensor, batch: dict,
+                     ident: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decode x0 [B, T, C, h, w] once and score each sample ([B] each): identity (eq 8,
+        first frame vs the reference embedding), the flow-warped temporal difference (eq 9),
+        mouth-box L1 against the ground truth."""
+        b, n = x0.shape[:2]
+        image = self.autoencoder.decode(x0.flatten(0, 1).clamp(-6, 6)).unflatten(0, (b, n))
+        frames = batch["frames"]
+        mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
+        mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
+        return {"identity": identity_loss(self.identity(image[:, 0]), ident),
+                "temporal": temporal_loss(image, batch["flow"], per_sample=True),
+                "mouth": mouth.view(b, n).mean(1)}

@@ -1,0 +1,125 @@
+"""``tsd train student``: multi-noise consistency distillation from the teacher (eq 11).
+
+Grid: N times from t_min to T_MAX, evenly spaced in log-SNR. Each sample draws a pair of
+neighbours t_lo < t_hi (every noise level gets trained: the paper's multi-noise objective),
+noises the clip's latents to t_hi with one shared noise, and lets the frozen teacher take one
+DDIM step to t_lo. The student's x0 at t_hi must match the *target network's* x0 at t_lo
+(consistency along the teacher's ODE trajectory). The target is an EMA of the student
+(decay loss.target_ema), kept in the checkpoint so a resumed run stays exact.
+
+The student outputs v (x0 = sqrt(abar) x - sqrt(1 - abar) v): stable at the noisiest times
+and exactly x0 = x at t = 0, the consistency boundary condition. Added terms: eq 7 matching
+of the teacher's one-step x0 (weighted by abar, where that estimate is sharp) and the eq 8/9
+regularisers plus the mouth ROI on the decoded student output.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_runtime.schedule import log_snr_grid, uniform_schedule
+from training.config import StudentRunConfig
+from training.data.manifest import Manifest
+from training.diffusion.samplers import abar, consistency_sample, eps_to_x0, q_sample, v_to_x0
+from training.losses import psnr
+from training.models.denoiser import Denoiser
+from training.models.loading import load_frozen
+from training.tasks.latent import LatentTask
+
+VAL_STEPS = (1, 2, 4)
+
+
+class StudentTask(LatentTask):
+    def __init__(self, config: StudentRunConfig, manifest: Manifest):
+        self.config = config
+        torch.manual_seed(config.train.seed)
+        self.model = Denoiser(config.model)
+        self.target = copy.deepcopy(self.model).requires_grad_(False)
+        self.teacher = load_frozen(config.teacher, "teacher")
+        super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
+                         config.train.seed, config.items_per_clip)
+        self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
+                                    dtype=torch.float32)
+
+    def x0(self, model: nn.Module, x, t, ref, ident, visemes) -> torch.Tensor:
+        """Student/target consistency function f(x, t) -> x0, all frames [B, T, C, h, w]."""
+        return v_to_x0(x, t[:, None], self.predict(model, x, t, ref, ident, visemes))
+
+    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):
+        cfg = self.config.loss
+        z0, ref, ident = self.condition(batch)
+        visemes = batch["visemes"]
+        index = torch.randint(0, len(self.grid) - 1, (len(z0),), generator=generator)
+        t_lo, t_hi = self.grid[index], self.grid[index + 1]
+        eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)
+        x_hi = q_sample(z0, t_hi[:, None], eps)
+        with torch.no_grad():
+            eps_teacher = self.predict(self.teacher, x_hi, t_hi, ref, ident, visemes)
+            x0_teacher = eps_to_x0(x_hi, t_hi[:, None], eps_teacher)
+            a_lo = abar(t_lo, t_lo)[:, None, None, None, None]
+            x_lo = a_lo.sqrt() * x0_teacher + (1 - a_lo).sqrt() * eps_teacher  # DDIM step
+            target = self.x0(self.target, x_lo, t_lo, ref, ident, visemes)
+        pred = self.x0(model, x_hi, t_hi, ref, ident, visemes)
+        l_cd = F.mse_loss(pred, target)
+        sharp = abar(t_hi, t_hi)
+        l_match = (sharp * (pred - x0_teacher.clamp(-6, 6)).pow(2).flatten(1).mean(1)).mean()
+        reg = {k: v.mean() for k, v in self.regularisers(pred, batch, ident).items()}
+        total = (l_cd + cfg.match * l_match + cfg.identity * reg["identity"]
+                 + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"])
+        logs = {"consistency": l_cd, "match": l_match} | reg
+        return total, {k: float(v.detach()) for k, v in logs.items()}
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        mu = self.config.loss.target_ema
+        for target, online in zip(self.target.parameters(), model.parameters()):
+            target.lerp_(online.detach(), 1 - mu)
+
+    def state_dict(self) -> dict:
+        return {"target": self.target.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target.load_state_dict(state["target"])
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, batch: dict, steps: int,
+               generator: torch.Generator) -> torch.Tensor:
+        """Consistency sampling of the batch's windows with one noise set per clip
+        -> x0 [B, T, C, h, w]."""
+        z0, ref, ident = self.condition(batch)
+        b, n = z0.shape[:2]
+        shape = (b, 1, *z0.shape[2:])
+        noise = torch.randn(shape, generator=generator).expand_as(z0)
+        renoise = torch.randn((max(steps - 1, 1), *shape), generator=generator)
+        renoise = renoise.expand(-1, -1, n, -1, -1, -1)
+
+        def f(x, t):
+            return self.x0(model, x, t, ref, ident, batch["visemes"])
+
+        return consistency_sample(f, noise, uniform_schedule(steps), renoise)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, batches: list[dict]) -> dict[str, float]:
+        """Few-step samples vs the clip's latents and vs the AE reconstruction (Table 1)."""
+        result = {}
+        for steps in VAL_STEPS:
+            generator = torch.Generator().manual_seed(99)
+            mse, quality = [], []
+            for batch in batches:
+                z0 = self.condition(batch)[0]
+                x0 = self.sample(model, batch, steps, generator)
+                mse.append(float(F.mse_loss(x0, z0)))
+                recon = self.autoencoder.decode(z0[:, 0])
+                quality.append(float(psnr(self.autoencoder.decode(x0[:, 0]), recon)))
+            result[f"latent_mse_{steps}step"] = float(np.mean(mse))
+            result[f"psnr_vs_ae_{steps}step"] = float(np.mean(quality))
+        result["val_loss"] = result["latent_mse_2step"]
+        return result
+
+    def finish(self, model: nn.Module) -> None:
+        """Step schedules are searched afterwards on calibration clips (calibration/)."""
