@@ -82,3 +82,23 @@ def test_override_applies_flags_and_validates():
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SynthConfig().identities = 3  # type: ignore[misc]
+
+
+TRAIN_CONFIGS = sorted((CONFIGS.parent / "train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_shipped_train_configs_load(path):
+    from training.train import RUN_CONFIGS
+
+    target = path.stem.split("-")[0]
+    config = load_config(path, RUN_CONFIGS[target])
+    assert from_dict(RUN_CONFIGS[target], to_dict(config)) == config
+
+
+def test_denoiser_viseme_window_must_match_the_data_window(tmp_path):
+    from training.config import TeacherRunConfig
+
+    path = write(tmp_path, "window: {viseme_context: 3}\n")
+    with pytest.raises(ConfigError, match="model.viseme_window: must equal"):
+        load_config(path, TeacherRunConfig)

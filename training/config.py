@@ -333,13 +333,7 @@ class TeacherRunConfig:
     """Windows per clip per epoch."""
 
     def validate(self, where: str) -> None:
-        self.model.validate(f"{where}.model")
-        self.train.validate(f"{where}.train")
-        self.window.validate(f"{where}.window")
-        self.loss.validate(f"{where}.loss")
-        _check(self.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
-        _check(self.model.viseme_window == 2 * self.window.viseme_context + 1, where,
-               "model.viseme_window", "must equal 2 * window.viseme_context + 1")
+        _validate_latent_run(self, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,13 +383,16 @@ class StudentRunConfig:
     """Windows per clip per epoch."""
 
     def validate(self, where: str) -> None:
-        self.model.validate(f"{where}.model")
-        self.train.validate(f"{where}.train")
-        self.window.validate(f"{where}.window")
-        self.loss.validate(f"{where}.loss")
-        _check(self.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
-        _check(self.model.viseme_window == 2 * self.window.viseme_context + 1, where,
-               "model.viseme_window", "must equal 2 * window.viseme_context + 1")
+        _validate_latent_run(self, where)
+
+
+def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -> None:
+    """Checks shared by the denoiser runs: parts valid, T >= 2, viseme window agreement."""
+    for part in ("model", "train", "window", "loss"):
+        getattr(run, part).validate(f"{where}.{part}")
+    _check(run.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
+    _check(run.model.viseme_window == 2 * run.window.viseme_context + 1, where,
+           "model.viseme_window", "must equal 2 * window.viseme_context + 1")
 
 
 def _check(ok: bool, where: str, key: str, message: str) -> None:
