@@ -61,3 +61,21 @@ def tiny_teacher(tiny_dataset, tiny_ae, tiny_idenc, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
     return Trainer(TeacherTask(config, read_manifest(tiny_dataset)), config.train, out,
                    config).fit()
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher, tmp_path_factory) -> Path:
+    """final.pt of a tiny student distilled from the tiny teacher."""
+    import dataclasses
+
+    from training.config import StudentRunConfig
+    from training.data.manifest import read_manifest
+    from training.tasks.student import StudentTask
+    from training.trainer import Trainer
+
+    config = load_config(REPO / "configs" / "train" / "student-tiny.yaml", StudentRunConfig)
+    config = dataclasses.replace(config, teacher=str(tiny_teacher), autoencoder=str(tiny_ae),
+                                 identity_encoder=str(tiny_idenc))
+    out = tmp_path_factory.mktemp("student")
+    return Trainer(StudentTask(config, read_manifest(tiny_dataset)), config.train, out,
+                   config).fit()

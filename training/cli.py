@@ -67,6 +67,17 @@ def _train(args: argparse.Namespace) -> None:
     print(final)
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from calibration.schedules import calibrate
+    from training.data.manifest import read_manifest
+
+    report = calibrate(Path(args.student), read_manifest(args.data), tuple(args.steps),
+                       args.batches)
+    for steps, row in report.items():
+        print(f"{steps} steps: {row['schedule']['timesteps']}  latent MSE "
+              f"{row['latent_mse']:.5f} (uniform {row['uniform_latent_mse']:.5f})")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -145,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at", type=_positive,
                        help="stop after this step (the schedule still spans the full run)")
     train.set_defaults(func=_train)
+
+    calibrate = groups.add_parser("calibrate", help="calibration procedures")
+    procedures = calibrate.add_subparsers(dest="procedure", required=True, metavar="PROCEDURE",
+                                          help="calibration procedure")
+    schedules = procedures.add_parser(
+        "schedules", help="search the student's fixed step schedules",
+        description="Coordinate search of the 1/2/4/8-step schedules on val clips; writes "
+                    "them into the student's final.pt and schedules.json beside it.")
+    schedules.add_argument("--student", required=True, help="student final.pt")
+    schedules.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    schedules.add_argument("--steps", type=_positive, nargs="+", default=[1, 2, 4, 8],
+                           help="step counts to calibrate")
+    schedules.add_argument("--batches", type=_positive, default=4,
+                           help="calibration batches of 8 windows from the val split")
+    schedules.set_defaults(func=_calibrate)
     return parser
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.schedule import log_snr_grid, uniform_schedule
+from edge_runtime.schedule import StepSchedule, log_snr_grid, uniform_schedule
 from training.config import StudentRunConfig
 from training.data.manifest import Manifest
 from training.diffusion.samplers import abar, consistency_sample, eps_to_x0, q_sample, v_to_x0
@@ -48,7 +48,7 @@ class StudentTask(LatentTask):
 
     def x0(self, model: nn.Module, x, t, ref, ident, visemes) -> torch.Tensor:
         """Student/target consistency function f(x, t) -> x0, all frames [B, T, C, h, w]."""
-        return v_to_x0(x, t[:, None], self.predict(model, x, t, ref, ident, visemes))
+        return student_x0(self, model, x, t, ref, ident, visemes)
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):
         cfg = self.config.loss
@@ -87,21 +87,11 @@ class StudentTask(LatentTask):
         self.target.load_state_dict(state["target"])
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: dict, steps: int,
+    def sample(self, model: nn.Module, batch: dict, schedule: StepSchedule,
                generator: torch.Generator) -> torch.Tensor:
-        """Consistency sampling of the batch's windows with one noise set per clip
-        -> x0 [B, T, C, h, w]."""
-        z0, ref, ident = self.condition(batch)
-        b, n = z0.shape[:2]
-        shape = (b, 1, *z0.shape[2:])
-        noise = torch.randn(shape, generator=generator).expand_as(z0)
-        renoise = torch.randn((max(steps - 1, 1), *shape), generator=generator)
-        renoise = renoise.expand(-1, -1, n, -1, -1, -1)
-
-        def f(x, t):
-            return self.x0(model, x, t, ref, ident, batch["visemes"])
-
-        return consistency_sample(f, noise, uniform_schedule(steps), renoise)
+        """Consistency sampling of the batch's windows, one noise set per clip shared by its
+        frames -> x0 [B, T, C, h, w]."""
+        return sample_windows(self, model, batch, schedule, generator)
 
     @torch.no_grad()
     def validate(self, model: nn.Module, batches: list[dict]) -> dict[str, float]:
@@ -112,7 +102,7 @@ class StudentTask(LatentTask):
             mse, quality = [], []
             for batch in batches:
                 z0 = self.condition(batch)[0]
-                x0 = self.sample(model, batch, steps, generator)
+                x0 = self.sample(model, batch, uniform_schedule(steps), generator)
                 mse.append(float(F.mse_loss(x0, z0)))
                 recon = self.autoencoder.decode(z0[:, 0])
                 quality.append(float(psnr(self.autoencoder.decode(x0[:, 0]), recon)))
@@ -123,3 +113,27 @@ class StudentTask(LatentTask):
 
     def finish(self, model: nn.Module) -> None:
         """Step schedules are searched afterwards on calibration clips (calibration/)."""
+
+
+def student_x0(latents: LatentTask, model: nn.Module, x, t, ref, ident, visemes):
+    """The student's consistency function f(x, t) -> x0 (it predicts v), frames [B, T, ...]."""
+    return v_to_x0(x, t[:, None], latents.predict(model, x, t, ref, ident, visemes))
+
+
+@torch.no_grad()
+def sample_windows(latents: LatentTask, model: nn.Module, batch: dict, schedule: StepSchedule,
+                   generator: torch.Generator, cond: tuple | None = None) -> torch.Tensor:
+    """Few-step samples of a batch of windows -> x0 [B, T, C, h, w]; the noise (start and
+    one per re-noising step) is drawn once per clip and shared by its frames. ``cond`` is
+    latents.condition(batch) when the caller already has it."""
+    z0, ref, ident = cond or latents.condition(batch)
+    b, n = z0.shape[:2]
+    shape = (b, 1, *z0.shape[2:])
+    noise = torch.randn(shape, generator=generator).expand_as(z0)
+    renoise = torch.randn((max(schedule.steps - 1, 1), *shape), generator=generator)
+    renoise = renoise.expand(-1, -1, n, -1, -1, -1)
+
+    def f(x, t):
+        return student_x0(latents, model, x, t, ref, ident, batch["visemes"])
+
+    return consistency_sample(f, noise, schedule, renoise)
