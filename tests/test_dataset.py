@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,15 @@ def test_too_short_clips_raise(tiny_dataset):
     manifest = read_manifest(tiny_dataset)
     with pytest.raises(ValueError, match="no clips of split 'val' with >= 1000 frames"):
         TalkingFaceDataset(manifest, "val", WindowConfig(frames=1000))
+
+
+def test_missing_flow_is_reported_when_the_window_needs_it(tmp_path, tiny_config):
+    from training.data.synth import generate
+    from training.errors import UserError
+
+    generate(dataclasses.replace(tiny_config, identities=3, clips_per_identity=1, flow=False,
+                                 workers=1), tmp_path)
+    manifest = read_manifest(tmp_path)
+    with pytest.raises(UserError, match="has no optical flow"):
+        TalkingFaceDataset(manifest, "train", WindowConfig(frames=2, with_flow=True))
+    TalkingFaceDataset(manifest, "train", WindowConfig(frames=2, with_flow=False))

@@ -19,6 +19,7 @@ from training.config import WindowConfig
 from training.data.flow import upsample_flow
 from training.data.manifest import ClipRecord, Manifest
 from training.data.media import SAMPLE_RATE, read_frame, read_frames, read_wav
+from training.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ class TalkingFaceDataset(Dataset):
         if not self.clips:
             raise ValueError(f"no clips of split {split!r} with >= {config.frames} frames in "
                              f"{manifest.path}")
+        if config.with_flow and config.frames > 1:
+            missing = [c.id for c in self.clips if c.flow is None]
+            if missing:
+                raise UserError(f"{manifest.path}: clip {missing[0]} (and {len(missing) - 1} "
+                                "more) has no optical flow, which the temporal loss needs; "
+                                "re-run the data command without --no-flow")
         self.speakers = sorted({c.speaker for c in self.clips})
         speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.clip_speaker = np.array([speaker_index[c.speaker] for c in self.clips])
