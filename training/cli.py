@@ -146,10 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Trains one model; resumes automatically from "
                                           "OUT/last.pt. Launch with torchrun "
                                           "--nproc_per_node N for DDP.")
-    train.add_argument("target", choices=["ae", "idenc", "teacher", "student"],
+    train.add_argument("target", choices=["ae", "idenc", "sync", "teacher", "student"],
                        help="what to train: ae (autoencoder), idenc (identity encoder), "
-                            "teacher (diffusion teacher; needs ae and idenc), student "
-                            "(consistency distillation; needs the teacher)")
+                            "sync (sync expert), teacher (diffusion teacher; needs ae and "
+                            "idenc), student (consistency distillation; needs the teacher)")
     train.add_argument("--config", required=True, help="YAML run config (configs/train/)")
     train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
     train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")

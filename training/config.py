@@ -197,6 +197,20 @@ class IdentityEncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SyncExpertConfig:
+    """SyncNet-style pair of encoders: a log-mel window and a mouth-crop window."""
+
+    frames: int = 5
+    """Video frames per window (5 at 25 fps = 200 ms); the audio window spans the same time."""
+    crop: int = 48
+    """Mouth crops are resized to crop x crop, grey."""
+    channels: tuple[int, ...] = (32, 64, 96)
+    """Widths of the stride-2 stages of both encoders."""
+    dim: int = 128
+    """Embedding size."""
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping shared by every ``tsd train`` run."""
 
@@ -384,6 +398,27 @@ class StudentRunConfig:
 
     def validate(self, where: str) -> None:
         _validate_latent_run(self, where)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncRunConfig:
+    """``tsd train sync``: contrastive sync expert over aligned and shifted audio."""
+
+    model: SyncExpertConfig = SyncExpertConfig()
+    """Architecture."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    max_offset: int = 3
+    """Audio shifted by -max_offset..+max_offset frames gives the offset negatives."""
+    temperature: float = 0.07
+    """Softmax temperature of both contrastive terms."""
+    items_per_clip: int = 8
+    """Windows per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.train.validate(f"{where}.train")
+        _check(self.max_offset >= 1, where, "max_offset", "must be >= 1")
+        _check(self.temperature > 0, where, "temperature", "must be positive")
 
 
 def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -> None:

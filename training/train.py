@@ -8,6 +8,7 @@ from training.config import (
     AERunConfig,
     IdentityRunConfig,
     StudentRunConfig,
+    SyncRunConfig,
     TeacherRunConfig,
     load_config,
 )
@@ -15,7 +16,7 @@ from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
 RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig,
-               "student": StudentRunConfig}
+               "student": StudentRunConfig, "sync": SyncRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -35,6 +36,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.student import StudentTask
 
         return StudentTask(config, manifest)
+    if target == "sync":
+        from training.tasks.sync import SyncTask
+
+        return SyncTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 
