@@ -113,3 +113,19 @@ def test_decoder_fits_the_pi_budget():
     assert image.shape == (1, 3, 128, 128)
     assert macs < 0.15e9, macs
     assert model.encode(torch.zeros(1, 3, 128, 128)).shape == (1, 4, 16, 16)
+
+
+def test_ema_warms_up_then_holds_its_decay():
+    from training.trainer import ema_avg_fn, ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay_at(0.999, 1750) == pytest.approx(1751 / 1760)
+    assert ema_decay_at(0.999, 100000) == 0.999
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=ema_avg_fn(0.999))
+    for step in range(1, 201):  # the weight walks linearly to 200
+        model.weight.data.fill_(float(step))
+        ema.update_parameters(model)
+    lag = 200 - float(ema.module.weight.detach())
+    assert 0 < lag < 30  # a fixed 0.999 would lag by about 180
