@@ -59,3 +59,8 @@ def test_distillation_runs_resumes_exactly_and_samples(tiny_dataset, tiny_ae, ti
     one = task.sample(task.model, batch, uniform_schedule(2), torch.Generator().manual_seed(0))
     again = task.sample(task.model, batch, uniform_schedule(2), torch.Generator().manual_seed(0))
     assert one.shape == batch["frames"].shape[:2] + (4, 16, 16) and torch.equal(one, again)
+    from training.tasks.student import sample_windows
+
+    from_ref = sample_windows(task, task.model, batch, uniform_schedule(2),
+                              torch.Generator().manual_seed(0), from_reference=True)
+    assert from_ref.shape == one.shape and not torch.equal(from_ref, one)

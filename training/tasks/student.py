@@ -25,7 +25,14 @@ from torch import nn
 from edge_runtime.schedule import StepSchedule, log_snr_grid, uniform_schedule
 from training.config import StudentRunConfig
 from training.data.manifest import Manifest
-from training.diffusion.samplers import abar, consistency_sample, eps_to_x0, q_sample, v_to_x0
+from training.diffusion.samplers import (
+    abar,
+    consistency_sample,
+    eps_to_x0,
+    q_sample,
+    start_latent,
+    v_to_x0,
+)
 from training.losses import psnr
 from training.models.denoiser import Denoiser
 from training.models.loading import load_frozen
@@ -122,18 +129,22 @@ def student_x0(latents: LatentTask, model: nn.Module, x, t, ref, ident, visemes)
 
 @torch.no_grad()
 def sample_windows(latents: LatentTask, model: nn.Module, batch: dict, schedule: StepSchedule,
-                   generator: torch.Generator, cond: tuple | None = None) -> torch.Tensor:
+                   generator: torch.Generator, cond: tuple | None = None,
+                   from_reference: bool = False) -> torch.Tensor:
     """Few-step samples of a batch of windows -> x0 [B, T, C, h, w]; the noise (start and
     one per re-noising step) is drawn once per clip and shared by its frames. ``cond`` is
-    latents.condition(batch) when the caller already has it."""
+    latents.condition(batch) when the caller already has it. ``from_reference`` starts from
+    the reference latent noised to the first time instead of from pure noise."""
     z0, ref, ident = cond or latents.condition(batch)
     b, n = z0.shape[:2]
     shape = (b, 1, *z0.shape[2:])
     noise = torch.randn(shape, generator=generator).expand_as(z0)
+    init = ref[:, None].expand_as(z0) if from_reference else None
+    start = start_latent(noise, schedule, init)
     renoise = torch.randn((max(schedule.steps - 1, 1), *shape), generator=generator)
     renoise = renoise.expand(-1, -1, n, -1, -1, -1)
 
     def f(x, t):
         return student_x0(latents, model, x, t, ref, ident, batch["visemes"])
 
-    return consistency_sample(f, noise, schedule, renoise)
+    return consistency_sample(f, start, schedule, renoise)
