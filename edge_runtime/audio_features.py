@@ -16,12 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SAMPLE_RATE = 16_000
+"""The system's audio rate: manifests' wavs, the microphone stream, the front end."""
+
 
 @dataclass(frozen=True)
 class MelConfig:
     """Front-end parameters (stored in the bundle)."""
 
-    sample_rate: int = 16_000
+    sample_rate: int = SAMPLE_RATE
     """Input rate; other rates are resampled before this front end."""
     win_length: int = 400
     """Analysis window, samples (25 ms)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.visemes import SIL, VISEME_INDEX, arpabet_to_viseme, espeak_to_viseme
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def phones_from_word_times(words: list[Segment]) -> list[Segment]:
 
 
 def align_transcript(audio: np.ndarray, words: list[str],
-                     sample_rate: int = 16000) -> tuple[list[Segment], list[Segment]]:
+                     sample_rate: int = SAMPLE_RATE) -> tuple[list[Segment], list[Segment]]:
     """Forced alignment of a transcript with pocketsphinx -> (word segments, phone segments).
 
     audio: [N] float32 16 kHz. Words missing from CMUdict are left out of the alignment

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
+from edge_runtime.audio_features import SAMPLE_RATE
 from training.atomic import atomic_path
 from training.errors import UserError
 
-SAMPLE_RATE = 16_000
-"""Every wav of a manifest is 16 kHz mono 16-bit PCM."""
+# Every wav of a manifest is mono 16-bit PCM at the system's audio rate.
 
 
 class MediaError(UserError):
