@@ -103,15 +103,15 @@ class StudentTask(LatentTask):
     @torch.no_grad()
     def validate(self, model: nn.Module, batches: list[dict]) -> dict[str, float]:
         """Few-step samples vs the clip's latents and vs the AE reconstruction (Table 1)."""
+        conds = [self.condition(batch) for batch in batches]  # encode once for all step counts
+        recons = [self.autoencoder.decode(cond[0][:, 0]) for cond in conds]
         result = {}
         for steps in VAL_STEPS:
             generator = torch.Generator().manual_seed(99)
             mse, quality = [], []
-            for batch in batches:
-                z0 = self.condition(batch)[0]
-                x0 = self.sample(model, batch, uniform_schedule(steps), generator)
-                mse.append(float(F.mse_loss(x0, z0)))
-                recon = self.autoencoder.decode(z0[:, 0])
+            for batch, cond, recon in zip(batches, conds, recons):
+                x0 = sample_windows(self, model, batch, uniform_schedule(steps), generator, cond)
+                mse.append(float(F.mse_loss(x0, cond[0])))
                 quality.append(float(psnr(self.autoencoder.decode(x0[:, 0]), recon)))
             result[f"latent_mse_{steps}step"] = float(np.mean(mse))
             result[f"psnr_vs_ae_{steps}step"] = float(np.mean(quality))
