@@ -79,3 +79,16 @@ def tiny_student(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher, tmp_path_facto
     out = tmp_path_factory.mktemp("student")
     return Trainer(StudentTask(config, read_manifest(tiny_dataset)), config.train, out,
                    config).fit()
+
+
+@pytest.fixture(scope="session")
+def tiny_sync(tiny_dataset, tmp_path_factory) -> Path:
+    """final.pt of a tiny sync-expert run on the tiny dataset."""
+    return _train("sync", "sync-tiny.yaml", tiny_dataset, tmp_path_factory.mktemp("sync"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lipread(tiny_dataset, tmp_path_factory) -> Path:
+    """final.pt of a tiny lip-reader run on the tiny dataset."""
+    return _train("lipread", "lipread-tiny.yaml", tiny_dataset,
+                  tmp_path_factory.mktemp("lipread"))

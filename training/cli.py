@@ -146,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Trains one model; resumes automatically from "
                                           "OUT/last.pt. Launch with torchrun "
                                           "--nproc_per_node N for DDP.")
-    train.add_argument("target", choices=["ae", "idenc", "sync", "teacher", "student"],
+    train.add_argument("target", choices=["ae", "idenc", "sync", "lipread", "teacher", "student"],
                        help="what to train: ae (autoencoder), idenc (identity encoder), "
-                            "sync (sync expert), teacher (diffusion teacher; needs ae and "
+                            "sync (sync expert), lipread (lip-reading viseme classifier, an eval "
+                            "metric), teacher (diffusion teacher; needs ae and "
                             "idenc), student (consistency distillation; needs the teacher)")
     train.add_argument("--config", required=True, help="YAML run config (configs/train/)")
     train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
@@ -171,7 +172,42 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.add_argument("--batches", type=_positive, default=4,
                            help="calibration batches of 8 windows from the val split")
     schedules.set_defaults(func=_calibrate)
+
+    evaluate = groups.add_parser(
+        "eval", help="evaluate student and teacher on held-out identities",
+        description="Table 1 protocol, end-to-end metrics (PSNR, SSIM, mouth PSNR, temporal "
+                    "L1, flicker, flow-warp error, identity cosine, cross-identity test, sync "
+                    "LSE, lip-reading accuracy) and the step-count frontier; writes "
+                    "OUT/report.json, OUT/report.md and OUT/frontier.png and prints the bars.")
+    evaluate.add_argument("--student", required=True,
+                          help="student final.pt (names its teacher, autoencoder and identity "
+                               "encoder)")
+    evaluate.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    evaluate.add_argument("--out", required=True, help="folder for the report")
+    evaluate.add_argument("--sync", help="sync expert final.pt (adds LSE-D/C, offset accuracy)")
+    evaluate.add_argument("--lipread", help="lip reader final.pt (adds lip-reading accuracy)")
+    evaluate.add_argument("--config", help="YAML EvalConfig (flags below override it)")
+    evaluate.add_argument("--split", choices=["val", "test"], help="held-out split")
+    evaluate.add_argument("--clips", type=_positive, help="clips to evaluate")
+    evaluate.add_argument("--frames", type=_positive, help="frames per clip")
+    evaluate.set_defaults(func=_eval)
     return parser
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from training.config import EvalConfig, load_config, override
+    from training.data.manifest import read_manifest
+    from training.eval.report import run_eval
+
+    config = load_config(args.config, EvalConfig) if args.config else EvalConfig()
+    config = override(config, split=args.split, max_clips=args.clips, max_frames=args.frames)
+    report = run_eval(Path(args.student), read_manifest(args.data), Path(args.out), config,
+                      Path(args.sync) if args.sync else None,
+                      Path(args.lipread) if args.lipread else None)
+    for row in report["bars"]:
+        print(f"{'pass' if row['passed'] else 'FAIL'}  {row['bar']}: {row['value']:.4g} "
+              f"(bar {row['threshold']:g})")
+    print(f"report: {Path(args.out) / 'report.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:

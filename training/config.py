@@ -211,6 +211,22 @@ class SyncExpertConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LipReaderConfig:
+    """Viseme classifier on grey mouth crops: the lip-reading metric of ``tsd eval``."""
+
+    frames: int = 3
+    """Crops of frames t-1..t+1 (stacked as channels) classify frame t's viseme."""
+    crop: int = 48
+    """Mouth crops are resized to crop x crop, grey."""
+    channels: tuple[int, ...] = (32, 64, 96)
+    """Widths of the stride-2 stages."""
+
+    def validate(self, where: str) -> None:
+        _check(self.frames % 2 == 1, where, "frames", "must be odd (a centre frame)")
+        _check(self.crop >= 16, where, "crop", "must be >= 16")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping shared by every ``tsd train`` run."""
 
@@ -419,6 +435,58 @@ class SyncRunConfig:
         self.train.validate(f"{where}.train")
         _check(self.max_offset >= 1, where, "max_offset", "must be >= 1")
         _check(self.temperature > 0, where, "temperature", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class LipReadRunConfig:
+    """``tsd train lipread``: viseme classification of ground-truth mouth crops."""
+
+    model: LipReaderConfig = LipReaderConfig()
+    """Architecture."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    box_jitter: float = 0.08
+    """Training crops move and scale by up to this fraction of the mouth box, so the reader
+    does not depend on a pixel-exact box (generated mouths are not pixel-exact)."""
+    items_per_clip: int = 8
+    """Windows per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.model.validate(f"{where}.model")
+        self.train.validate(f"{where}.train")
+        _check(0 <= self.box_jitter < 0.5, where, "box_jitter", "must be in [0, 0.5)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """``tsd eval``: which clips, which methods, which step counts."""
+
+    split: Literal["val", "test"] = "test"
+    """Held-out split to evaluate on (identities never seen in training)."""
+    max_clips: int = 6
+    """Clips evaluated, spread over the split's speakers."""
+    max_frames: int = 50
+    """Frames per clip (from its start): 2 s at 25 fps."""
+    student_steps: tuple[int, ...] = (1, 2, 4, 8)
+    """Student step counts (schedules from the checkpoint's calibration)."""
+    teacher_steps: tuple[int, ...] = (10, 25, 50)
+    """Teacher DDIM step counts."""
+    table1_times: tuple[float, ...] = (0.3, 0.5, 0.7)
+    """Noise levels of the Table 1 one-step protocol."""
+    reference_starts: tuple[float, ...] = (0.5, 0.7, 0.9)
+    """Start times tried for sampling from the noised reference latent."""
+    seed: int = 0
+    """Seeds the per-clip stream noise."""
+
+    def validate(self, where: str) -> None:
+        _check(self.max_clips >= 1, where, "max_clips", "must be >= 1")
+        _check(self.max_frames >= 10, where, "max_frames", "must be >= 10")
+        _check(2 in self.student_steps and 4 in self.student_steps, where, "student_steps",
+               "must include 2 and 4 (the bars compare them)")
+        _check(all(k >= 1 for k in self.student_steps + self.teacher_steps), where,
+               "teacher_steps", "step counts must be >= 1")
+        _check(all(0 < t < 1 for t in self.table1_times + self.reference_starts), where,
+               "table1_times", "times must be in (0, 1)")
 
 
 def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from training.config import (
     AERunConfig,
     IdentityRunConfig,
+    LipReadRunConfig,
     StudentRunConfig,
     SyncRunConfig,
     TeacherRunConfig,
@@ -16,7 +17,8 @@ from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
 RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig,
-               "student": StudentRunConfig, "sync": SyncRunConfig}
+               "student": StudentRunConfig, "sync": SyncRunConfig,
+               "lipread": LipReadRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -40,6 +42,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.sync import SyncTask
 
         return SyncTask(config, manifest)
+    if target == "lipread":
+        from training.tasks.lipread import LipReadTask
+
+        return LipReadTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 

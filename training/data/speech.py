@@ -8,7 +8,6 @@ onset, which gives phone and word boundaries to the sample.
 from __future__ import annotations
 
 import _ctypes
-import atexit
 import ctypes
 import functools
 import os
@@ -213,12 +212,19 @@ def split_mnemonics(token: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _private_library() -> str:
-    """A per-process copy of libespeak-ng: dlopen of a distinct path gives an instance that
-    dlclose really unloads, unlike the shared engine's library which stays loaded."""
-    folder = tempfile.mkdtemp(prefix="espeak-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    path = os.path.join(folder, "libespeak-ng-private.so")
-    shutil.copyfile(espeakng_loader.get_library_path(), path)
+    """A copy of libespeak-ng under another path: dlopen of a distinct path gives an instance
+    that dlclose really unloads, unlike the shared engine's library which stays loaded. One
+    copy per user and library version, shared by all processes (a copy per process leaked a
+    folder whenever a worker was killed before its atexit handlers ran)."""
+    source = espeakng_loader.get_library_path()
+    stat = os.stat(source)
+    folder = os.path.join(tempfile.gettempdir(), f"temposync-espeak-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, f"libespeak-ng-{stat.st_size}-{int(stat.st_mtime)}.so")
+    if not os.path.exists(path):
+        partial = f"{path}.{os.getpid()}.partial"
+        shutil.copyfile(source, partial)
+        os.replace(partial, path)
     return path
 
 

@@ -40,3 +40,24 @@ class UpShuffle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.act(self.shuffle(self.expand(x))))
+
+
+def conv_encoder(cin: int, channels: tuple[int, ...], dim: int) -> nn.Sequential:
+    """Classifier/embedding trunk -> [B, dim]: per stage a stride-2 and a stride-1 3x3 conv,
+    each with BatchNorm and SiLU, then global average pooling and a linear layer. These
+    networks are frozen judges (and small graphs where exported), so BatchNorm is fine here:
+    it folds into the convs, and without it they learned many times slower."""
+    layers: list[nn.Module] = []
+    for a, b in zip((cin, *channels[:-1]), channels):
+        layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b), nn.SiLU(),
+                   conv3(b, b), nn.BatchNorm2d(b), nn.SiLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], dim)]
+    return nn.Sequential(*layers)
+
+
+def standardise(crops: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit contrast per window [B, frames, h, w]: skin tone and lighting vary far
+    more than mouth shapes do, and would otherwise dominate the first layers."""
+    mean = crops.mean(dim=(1, 2, 3), keepdim=True)
+    std = crops.std(dim=(1, 2, 3), keepdim=True)
+    return (crops - mean) / (std + 0.05)

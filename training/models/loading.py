@@ -7,15 +7,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.config import AutoencoderConfig, DenoiserConfig, IdentityEncoderConfig, from_dict
+from training.config import (
+    AutoencoderConfig,
+    DenoiserConfig,
+    IdentityEncoderConfig,
+    LipReaderConfig,
+    SyncExpertConfig,
+    from_dict,
+)
 from training.errors import UserError
 from training.models.autoencoder import Autoencoder
 from training.models.denoiser import Denoiser
 from training.models.identity import IdentityEncoder
+from training.models.lipread import LipReader
+from training.models.sync import SyncExpert
 
 _MODELS = {"autoencoder": (Autoencoder, AutoencoderConfig),
            "identity encoder": (IdentityEncoder, IdentityEncoderConfig),
-           "teacher": (Denoiser, DenoiserConfig)}
+           "teacher": (Denoiser, DenoiserConfig),
+           "student": (Denoiser, DenoiserConfig),
+           "sync expert": (SyncExpert, SyncExpertConfig),
+           "lip reader": (LipReader, LipReaderConfig)}
 
 
 def load_frozen(path: str | Path, kind: str) -> nn.Module:

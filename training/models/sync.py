@@ -8,26 +8,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.config import SyncExpertConfig
-from training.models.blocks import ResBlock, conv3
+from training.models.blocks import conv_encoder, standardise
 
 MEL_CENTRE, MEL_SPREAD = 5.0, 4.0
-
-
-def _encoder(cin: int, channels: tuple[int, ...], dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = [conv3(cin, channels[0], stride=2)]
-    for a, b in zip(channels[:-1], channels[1:]):
-        layers += [ResBlock(a), nn.SiLU(), conv3(a, b, stride=2)]
-    layers += [ResBlock(channels[-1]), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Linear(channels[-1], dim)]
-    return nn.Sequential(*layers)
 
 
 class SyncExpert(nn.Module):
     def __init__(self, cfg: SyncExpertConfig):
         super().__init__()
         self.config = cfg
-        self.audio = _encoder(1, cfg.channels, cfg.dim)
-        self.video = _encoder(cfg.frames, cfg.channels, cfg.dim)
+        self.audio = conv_encoder(1, cfg.channels, cfg.dim)
+        self.video = conv_encoder(cfg.frames, cfg.channels, cfg.dim)
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """mel: [B, 4 * frames, n_mels] log-mel -> [B, dim] unit vectors."""
@@ -37,7 +28,7 @@ class SyncExpert(nn.Module):
 
     def embed_video(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, frames, crop, crop] grey in [-1, 1] -> [B, dim] unit vectors."""
-        return F.normalize(self.video(crops), dim=1)
+        return F.normalize(self.video(standardise(crops)), dim=1)
 
 
 def mouth_crops(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:

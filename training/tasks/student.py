@@ -55,7 +55,7 @@ class StudentTask(LatentTask):
 
     def x0(self, model: nn.Module, x, t, ref, ident, visemes) -> torch.Tensor:
         """Student/target consistency function f(x, t) -> x0, all frames [B, T, C, h, w]."""
-        return student_x0(self, model, x, t, ref, ident, visemes)
+        return student_x0(model, x, t, ref, ident, visemes)
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):
         cfg = self.config.loss
@@ -122,9 +122,9 @@ class StudentTask(LatentTask):
         """Step schedules are searched afterwards on calibration clips (calibration/)."""
 
 
-def student_x0(latents: LatentTask, model: nn.Module, x, t, ref, ident, visemes):
+def student_x0(model: nn.Module, x, t, ref, ident, visemes):
     """The student's consistency function f(x, t) -> x0 (it predicts v), frames [B, T, ...]."""
-    return v_to_x0(x, t[:, None], latents.predict(model, x, t, ref, ident, visemes))
+    return v_to_x0(x, t[:, None], LatentTask.predict(model, x, t, ref, ident, visemes))
 
 
 @torch.no_grad()
@@ -145,6 +145,6 @@ def sample_windows(latents: LatentTask, model: nn.Module, batch: dict, schedule:
     renoise = renoise.expand(-1, -1, n, -1, -1, -1)
 
     def f(x, t):
-        return student_x0(latents, model, x, t, ref, ident, batch["visemes"])
+        return student_x0(model, x, t, ref, ident, batch["visemes"])
 
     return consistency_sample(f, start, schedule, renoise)

@@ -1,0 +1,102 @@
+"""Whole held-out clips for evaluation, with everything the metrics compare against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from training.data.dataset import to_tensor_image, viseme_windows
+from training.data.flow import upsample_flow
+from training.data.manifest import ClipRecord, Manifest
+from training.data.media import SAMPLE_RATE, read_frame, read_frames, read_wav
+from training.errors import UserError
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """One clip's first N frames. Images in [-1, 1]."""
+
+    id: str
+    speaker: str
+    frames: torch.Tensor
+    """Ground truth [N, 3, H, W]."""
+    reference: torch.Tensor
+    """Reference image [3, H, W]: a frame of another clip of the same speaker when there is
+    one, so the model cannot copy the clip's own frames."""
+    visemes: torch.Tensor
+    """Viseme token per frame [N] (int64)."""
+    mouth_boxes: torch.Tensor
+    """[N, 4] pixels (x0, y0, x1, y1)."""
+    flow: torch.Tensor
+    """Ground-truth flow frame t -> t+1 [N-1, 2, H, W] (pixels)."""
+    audio: np.ndarray
+    """16 kHz float32 samples under the N frames, zero-padded."""
+    fps: int
+
+
+def _reference_frame(manifest: Manifest, clip: ClipRecord, clips: list[ClipRecord]
+                     ) -> np.ndarray:
+    same_speaker = [c for c in clips if c.speaker == clip.speaker and c.id != clip.id]
+    source = same_speaker[0] if same_speaker else clip
+    return read_frame(manifest.resolve(source.frames), source.frame_count // 2)
+
+
+def load_clip(manifest: Manifest, clip: ClipRecord, clips: list[ClipRecord],
+              max_frames: int) -> EvalClip:
+    n = min(clip.frame_count, max_frames)
+    frames = read_frames(manifest.resolve(clip.frames), 0, n)
+    if clip.mouth_boxes is None or clip.flow is None:
+        raise UserError(f"{manifest.path}: clip {clip.id} lacks mouth boxes or optical flow, "
+                        "which the evaluation needs")
+    boxes = np.load(manifest.resolve(clip.mouth_boxes))[:n].astype(np.float32)
+    stored = np.load(manifest.resolve(clip.flow), mmap_mode="r")
+    flow = np.stack([upsample_flow(np.asarray(stored[k]), clip.flow_stride)
+                     for k in range(n - 1)])
+    audio, _ = read_wav(manifest.resolve(clip.audio))
+    per_frame = SAMPLE_RATE // clip.fps
+    padded = np.zeros(n * per_frame, np.float32)
+    segment = audio[:n * per_frame]
+    padded[:len(segment)] = segment
+    return EvalClip(
+        id=clip.id, speaker=clip.speaker,
+        frames=to_tensor_image(frames),
+        reference=to_tensor_image(_reference_frame(manifest, clip, clips)),
+        visemes=torch.from_numpy(np.load(manifest.resolve(clip.visemes))[:n].astype(np.int64)),
+        mouth_boxes=torch.from_numpy(boxes),
+        flow=torch.from_numpy(flow).permute(0, 3, 1, 2).contiguous(),
+        audio=padded, fps=clip.fps)
+
+
+def load_clips(manifest: Manifest, split: str, max_clips: int, max_frames: int,
+               min_frames: int = 10) -> list[EvalClip]:
+    """Up to ``max_clips`` clips of ``split``, spread over its speakers (round robin)."""
+    clips = [c for c in manifest.split(split) if c.frame_count >= min_frames]
+    if not clips:
+        raise UserError(f"{manifest.path}: no {split} clips with >= {min_frames} frames to "
+                        "evaluate on")
+    by_speaker: dict[str, list[ClipRecord]] = {}
+    for clip in clips:
+        by_speaker.setdefault(clip.speaker, []).append(clip)
+    order = []
+    for rank in range(max(len(v) for v in by_speaker.values())):
+        order += [v[rank] for v in by_speaker.values() if rank < len(v)]
+    return [load_clip(manifest, c, clips, max_frames) for c in order[:max_clips]]
+
+
+def viseme_context(clip: EvalClip, context: int) -> torch.Tensor:
+    """[N, 2 * context + 1] viseme windows, ``sil`` beyond the clip."""
+    return torch.from_numpy(viseme_windows(clip.visemes.numpy(), context))
+
+
+def speaker_references(manifest: Manifest, splits: tuple[str, ...] = ("val", "test")
+                       ) -> dict[str, torch.Tensor]:
+    """One reference image [3, H, W] per held-out speaker (the middle frame of their first
+    clip), for cross-identity tests."""
+    refs: dict[str, torch.Tensor] = {}
+    for clip in (c for c in manifest.clips if c.split in splits):
+        if clip.speaker not in refs:
+            refs[clip.speaker] = to_tensor_image(
+                read_frame(manifest.resolve(clip.frames), clip.frame_count // 2))
+    return refs
