@@ -1,9 +1,12 @@
 """Choose the fixed step schedule for each step count by search on calibration clips.
 
-A K-step schedule starts at T_MAX (pure noise); the other K-1 times are chosen by coordinate
-descent over a candidate grid: each time in turn moves to the candidate between its
-neighbours that minimises the objective, for a few sweeps. The objective is any function of
-a schedule (lower is better), e.g. the latent error of few-step samples on held-out clips.
+A noise-start K-step schedule starts at T_MAX (pure noise); its other K-1 times are chosen by
+coordinate descent over a candidate grid: each time in turn moves to the candidate between
+its neighbours that minimises the objective, for a few sweeps. A reference-start schedule
+(sampling from the noised reference latent) also searches its first time: first a scan of
+uniform schedules starting at each candidate, then the same coordinate descent over all K
+positions. The objective is any function of a schedule (lower is better), e.g. the latent
+error of few-step samples on held-out clips.
 """
 
 from __future__ import annotations
@@ -17,26 +20,33 @@ from edge_runtime.schedule import T_MAX, StepSchedule, uniform_schedule
 
 log = logging.getLogger(__name__)
 
+Objective = Callable[[StepSchedule], float]
 
-def coordinate_search(objective: Callable[[StepSchedule], float], steps: int,
-                      candidates: np.ndarray, sweeps: int = 2
-                      ) -> tuple[StepSchedule, float, int]:
+
+def coordinate_search(objective: Objective, steps: int, candidates: np.ndarray,
+                      sweeps: int = 2, start: str = "noise") -> tuple[StepSchedule, float, int]:
     """-> (best schedule, its objective, number of objective evaluations).
 
-    Starts from the uniform schedule, so the result is never worse than uniform.
+    Noise start begins from the uniform schedule, so the result is never worse than uniform;
+    reference start is never worse than the best uniform schedule of any candidate start.
     """
-    best = uniform_schedule(steps)
-    best_score = objective(best)
-    calls = 1
     grid = np.sort(np.asarray(candidates, dtype=np.float64))
+    if start == "noise":
+        best, first_position = uniform_schedule(steps), 1
+        best_score, calls = objective(best), 1
+    else:
+        scored = [(objective(uniform_schedule(steps, float(t), "reference")), float(t))
+                  for t in grid if t < T_MAX]
+        best_score, first = min(scored)
+        best, first_position, calls = uniform_schedule(steps, first, "reference"), 0, len(scored)
     for _ in range(sweeps):
         improved = False
-        for k in range(1, steps):
+        for k in range(first_position, steps):
             times = list(best.timesteps)
-            upper = times[k - 1]
+            upper = times[k - 1] if k > 0 else T_MAX
             lower = times[k + 1] if k + 1 < steps else 0.0
             for t in grid[(grid < upper) & (grid > lower)]:
-                trial = StepSchedule(tuple(times[:k] + [float(t)] + times[k + 1:]))
+                trial = StepSchedule(tuple(times[:k] + [float(t)] + times[k + 1:]), start)
                 score = objective(trial)
                 calls += 1
                 if score < best_score - 1e-12:
@@ -44,5 +54,5 @@ def coordinate_search(objective: Callable[[StepSchedule], float], steps: int,
             log.debug("%d steps, position %d: %s -> %.5f", steps, k, best.timesteps, best_score)
         if not improved:
             break
-    assert best.timesteps[0] == T_MAX
+    assert start != "noise" or best.timesteps[0] == T_MAX
     return best, best_score, calls

@@ -9,6 +9,7 @@ The trainer, the samplers, the schedule search and the device runtime all use th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -31,33 +32,43 @@ def log_snr(t: np.ndarray | float) -> np.ndarray:
     return np.log(ab) - np.log1p(-np.minimum(ab, 1 - 1e-12))
 
 
+START_MODES = ("noise", "reference")
+"""Where sampling starts: pure noise at T_MAX, or the reference latent noised to the first
+time (which must then be below T_MAX, or no reference signal survives)."""
+
+
 @dataclass(frozen=True)
 class StepSchedule:
-    """Times (decreasing, in (0, T_MAX]) at which a K-step sampler calls the model."""
+    """Times (decreasing, in (0, T_MAX]) at which a K-step sampler calls the model, and what
+    the first step starts from."""
 
     timesteps: tuple[float, ...]
+    start: Literal["noise", "reference"] = "noise"
 
     def __post_init__(self) -> None:
         t = np.asarray(self.timesteps)
         if len(t) == 0 or np.any(np.diff(t) >= 0) or t[0] > T_MAX + 1e-9 or t[-1] <= 0:
             raise ValueError(f"a step schedule is decreasing times in (0, {T_MAX}], "
                              f"got {self.timesteps}")
+        if self.start not in START_MODES:
+            raise ValueError(f"start must be one of {START_MODES}, got {self.start!r}")
 
     @property
     def steps(self) -> int:
         return len(self.timesteps)
 
     def to_dict(self) -> dict:
-        return {"timesteps": [round(float(t), 6) for t in self.timesteps]}
+        return {"timesteps": [round(float(t), 6) for t in self.timesteps], "start": self.start}
 
     @classmethod
     def from_dict(cls, data: dict) -> StepSchedule:
-        return cls(tuple(float(t) for t in data["timesteps"]))
+        return cls(tuple(float(t) for t in data["timesteps"]), data.get("start", "noise"))
 
 
-def uniform_schedule(steps: int, start: float = T_MAX) -> StepSchedule:
-    """``steps`` times evenly spaced from ``start`` down to start/steps (DDIM's spacing)."""
-    return StepSchedule(tuple(start * (steps - k) / steps for k in range(steps)))
+def uniform_schedule(steps: int, first: float = T_MAX,
+                     start: Literal["noise", "reference"] = "noise") -> StepSchedule:
+    """``steps`` times evenly spaced from ``first`` down to first/steps (DDIM's spacing)."""
+    return StepSchedule(tuple(first * (steps - k) / steps for k in range(steps)), start)
 
 
 def times_at_log_snr(values: np.ndarray) -> np.ndarray:

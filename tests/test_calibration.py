@@ -26,6 +26,20 @@ def test_coordinate_search_finds_the_known_optimum():
     assert score == pytest.approx(0.0, abs=1e-12) and calls > 3
 
 
+def test_reference_start_also_searches_the_first_time():
+    want = np.array([0.55, 0.2])
+
+    def objective(schedule: StepSchedule) -> float:
+        assert schedule.start == "reference"
+        return float(((np.array(schedule.timesteps) - want) ** 2).sum())
+
+    grid = np.round(np.linspace(0.05, 0.95, 19), 2)
+    best, score, _ = coordinate_search(objective, 2, grid, sweeps=4, start="reference")
+    assert best.start == "reference"
+    assert best.timesteps == pytest.approx(tuple(want))
+    assert score == pytest.approx(0.0, abs=1e-12)
+
+
 def test_one_step_has_nothing_to_search():
     best, _, calls = coordinate_search(lambda s: 1.0, 1, np.linspace(0.1, 0.9, 9))
     assert best == uniform_schedule(1) and calls == 1
@@ -38,6 +52,10 @@ def test_calibration_saves_schedules_with_the_student(tiny_dataset, tiny_student
     for k, row in report.items():
         assert row["latent_mse"] <= row["uniform_latent_mse"] + 1e-9
         assert len(row["schedule"]["timesteps"]) == k
+        assert set(row["by_start"]) == {"noise", "reference"}
+        chosen = row["schedule"]["start"]
+        assert row["latent_mse"] == min(r["latent_mse"] for r in row["by_start"].values())
+        assert row["by_start"][chosen]["schedule"] == row["schedule"]
     saved = torch.load(tiny_student, weights_only=False)["schedules"]
     assert StepSchedule.from_dict(saved[2]).steps == 2
     on_disk = json.loads(tiny_student.with_name("schedules.json").read_text())

@@ -47,6 +47,12 @@ def test_step_schedule_validation_and_round_trip():
     for bad in ((), (0.5, 0.7), (1.5, 0.2), (0.5, 0.0)):
         with pytest.raises(ValueError):
             StepSchedule(bad)
+    ref = uniform_schedule(2, 0.6, "reference")
+    assert ref.timesteps == pytest.approx((0.6, 0.3))
+    assert StepSchedule.from_dict(ref.to_dict()) == ref
+    assert StepSchedule.from_dict({"timesteps": [0.5]}).start == "noise"
+    with pytest.raises(ValueError, match="start must be one of"):
+        StepSchedule((0.5,), "image")
 
 
 def test_forward_process_and_parameterisations_invert():

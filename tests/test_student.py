@@ -61,6 +61,6 @@ def test_distillation_runs_resumes_exactly_and_samples(tiny_dataset, tiny_ae, ti
     assert one.shape == batch["frames"].shape[:2] + (4, 16, 16) and torch.equal(one, again)
     from training.tasks.student import sample_windows
 
-    from_ref = sample_windows(task, task.model, batch, uniform_schedule(2),
-                              torch.Generator().manual_seed(0), from_reference=True)
+    from_ref = sample_windows(task, task.model, batch, uniform_schedule(2, 0.6, "reference"),
+                              torch.Generator().manual_seed(0))
     assert from_ref.shape == one.shape and not torch.equal(from_ref, one)

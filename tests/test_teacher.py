@@ -46,3 +46,38 @@ def test_missing_autoencoder_is_a_one_line_error(tiny_dataset, tmp_path, capsys)
                  "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "autoencoder checkpoint not found" in err and "Traceback" not in err
+
+
+def test_sync_term_reaches_the_denoiser(tiny_dataset, tiny_ae, tiny_idenc, tiny_sync):
+    """With loss.sync > 0 the frozen sync expert scores the decoded prediction and its
+    gradient reaches the denoiser; a window shorter than the expert's is refused."""
+    import pytest
+
+    from training.errors import UserError
+    from training.trainer import step_generator
+
+    config = tiny_config(tiny_ae, tiny_idenc)
+    config = dataclasses.replace(
+        config, sync_expert=str(tiny_sync),
+        loss=dataclasses.replace(config.loss, sync=1.0),
+        window=dataclasses.replace(config.window, frames=5, p_cross=0.0))
+    task = TeacherTask(config, read_manifest(tiny_dataset))
+    for block in task.model.modules():  # open the zero-initialised residual branches
+        if hasattr(block, "scale"):
+            torch.nn.init.constant_(block.scale, 0.5)
+    batch = next(iter(torch.utils.data.DataLoader(task.train_set, batch_size=2)))
+    _, logs = task.loss(task.model, batch, step_generator(0, 0, 0))
+    assert "sync" in logs and logs["sync"] > 0
+
+    z0, ref, ident = task.condition(batch)
+    t = torch.full((len(z0),), 0.3)
+    x0 = task.predict(task.model, z0, t, ref, ident, batch["visemes"])
+    sync = task.regularisers(x0, batch, ident)["sync"]
+    assert sync.shape == (2,) and bool(((sync >= 0) & (sync <= 2)).all())
+    sync.sum().backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0
+               for p in task.model.parameters())
+
+    short = dataclasses.replace(config, window=dataclasses.replace(config.window, frames=2))
+    with pytest.raises(UserError, match="needs windows of >= 5 frames"):
+        TeacherTask(short, read_manifest(tiny_dataset))

@@ -337,6 +337,9 @@ class TeacherLossConfig:
     cross_t_min: float = 0.7
     """Cross-identity samples (eq 12) train at t >= this: from a heavily noised latent of the
     driving clip the model must take identity from the reference, not from the noise."""
+    sync: float = 0.0
+    """Sync-expert term on the decoded prediction (0 = off; needs ``sync_expert`` and a
+    window of at least the expert's frames)."""
 
     def validate(self, where: str) -> None:
         _check(0 < self.t_min < self.cross_t_min < 1, where, "t_min",
@@ -359,6 +362,8 @@ class TeacherRunConfig:
     """Frozen autoencoder (final.pt of tsd train ae)."""
     identity_encoder: str = "runs/idenc/final.pt"
     """Frozen identity encoder (final.pt of tsd train idenc)."""
+    sync_expert: str | None = None
+    """Frozen sync expert (final.pt of tsd train sync) for the sync term."""
     items_per_clip: int = 8
     """Windows per clip per epoch."""
 
@@ -384,6 +389,8 @@ class StudentLossConfig:
     """Mouth-box L1 of the decoded student prediction."""
     t_min: float = 0.02
     """Smallest time of the grid (boundary: f(x, t_min) ~= x)."""
+    sync: float = 0.0
+    """Sync-expert term on the decoded student prediction (0 = off)."""
 
     def validate(self, where: str) -> None:
         _check(self.discretization >= 2, where, "discretization", "must be >= 2")
@@ -409,6 +416,8 @@ class StudentRunConfig:
     """Frozen autoencoder."""
     identity_encoder: str = "runs/idenc/final.pt"
     """Frozen identity encoder."""
+    sync_expert: str | None = None
+    """Frozen sync expert (final.pt of tsd train sync) for the sync term."""
     items_per_clip: int = 8
     """Windows per clip per epoch."""
 
@@ -496,6 +505,8 @@ def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -
     _check(run.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
     _check(run.model.viseme_window == 2 * run.window.viseme_context + 1, where,
            "model.viseme_window", "must equal 2 * window.viseme_context + 1")
+    _check(run.loss.sync == 0 or run.sync_expert is not None, where, "sync_expert",
+           "is needed when loss.sync > 0")
 
 
 def _check(ok: bool, where: str, key: str, message: str) -> None:

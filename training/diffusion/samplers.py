@@ -56,10 +56,12 @@ def batch_t(t: float, x: torch.Tensor) -> torch.Tensor:
 
 
 def start_latent(noise: torch.Tensor, schedule: StepSchedule,
-                 init: torch.Tensor | None = None) -> torch.Tensor:
-    """x at the first time of the schedule: pure noise, or ``init`` (e.g. the reference
-    latent) noised to that level."""
-    return noise if init is None else q_sample(init, schedule.timesteps[0], noise)
+                 reference: torch.Tensor) -> torch.Tensor:
+    """x at the first time of the schedule: pure noise, or with ``schedule.start ==
+    "reference"`` the reference latent (broadcast like ``noise``) noised to that time."""
+    if schedule.start == "noise":
+        return noise
+    return q_sample(reference.expand_as(noise), schedule.timesteps[0], noise)
 
 
 @torch.no_grad()

@@ -82,11 +82,10 @@ def teacher_ddim(teacher: nn.Module, cond: Condition, noise: StreamNoise, steps:
 
 @torch.no_grad()
 def student_sample(student: nn.Module, cond: Condition, noise: StreamNoise,
-                   schedule: StepSchedule, from_reference: bool = False) -> torch.Tensor:
-    """Multistep consistency sampling -> [N, C, h, w]; from the noised reference latent
-    instead of pure noise with ``from_reference``."""
-    init = cond.ref[:, None].expand_as(cond.z0) if from_reference else None
-    start = start_latent(_frames(noise.start, cond), schedule, init)
+                   schedule: StepSchedule) -> torch.Tensor:
+    """Multistep consistency sampling -> [N, C, h, w], starting where ``schedule.start``
+    says (pure noise or the noised reference latent)."""
+    start = start_latent(_frames(noise.start, cond), schedule, cond.ref[:, None])
     renoise = noise.renoise.expand(-1, -1, cond.z0.shape[1], -1, -1, -1)
 
     def f(x, t):

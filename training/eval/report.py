@@ -166,9 +166,9 @@ def _methods(models: EvalModels, config: EvalConfig
     for k in config.teacher_steps:
         methods[f"teacher_{k}"] = lambda c, n, k=k: teacher_ddim(models.teacher, c, n, k)
     for t0 in config.reference_starts:
-        schedule = uniform_schedule(DEFAULT_STEPS, start=t0)
+        schedule = uniform_schedule(DEFAULT_STEPS, t0, start="reference")
         methods[f"student_{DEFAULT_STEPS}_reference_t{t0:g}"] = (
-            lambda c, n, s=schedule: student_sample(models.student, c, n, s, from_reference=True))
+            lambda c, n, s=schedule: student_sample(models.student, c, n, s))
     return methods
 
 

@@ -12,17 +12,24 @@ from training.config import WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
 from training.diffusion.samplers import noise_level
+from training.errors import UserError
 from training.losses import box_mask, identity_loss, masked_l1, temporal_loss
 from training.models.loading import load_frozen
+from training.tasks.sync import sync_loss
 
 
 class LatentTask:
     """Holds the frozen autoencoder and identity encoder and the datasets."""
 
     def __init__(self, autoencoder: str, identity_encoder: str, window: WindowConfig,
-                 manifest: Manifest, seed: int, items_per_clip: int):
+                 manifest: Manifest, seed: int, items_per_clip: int,
+                 sync_expert: str | None = None):
         self.autoencoder = load_frozen(autoencoder, "autoencoder")
         self.identity = load_frozen(identity_encoder, "identity encoder")
+        self.sync = load_frozen(sync_expert, "sync expert") if sync_expert else None
+        if self.sync is not None and window.frames < self.sync.config.frames:
+            raise UserError(f"the sync term needs windows of >= {self.sync.config.frames} "
+                            f"frames (the expert's), got window.frames = {window.frames}")
         self.train_set = TalkingFaceDataset(manifest, "train", window, seed, items_per_clip)
         val_window = dataclasses.replace(window, p_cross=0.0)
         self.val_set = TalkingFaceDataset(manifest, "val", val_window, seed + 1, 2)
@@ -54,12 +61,15 @@ class LatentTask:
                      ident: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode x0 [B, T, C, h, w] once and score each sample ([B] each): identity (eq 8,
         first frame vs the reference embedding), the flow-warped temporal difference (eq 9),
-        mouth-box L1 against the ground truth."""
+        mouth-box L1 against the ground truth, and with a sync expert the sync term."""
         b, n = x0.shape[:2]
         image = self.autoencoder.decode(x0.flatten(0, 1).clamp(-6, 6)).unflatten(0, (b, n))
         frames = batch["frames"]
         mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
-        return {"identity": identity_loss(self.identity(image[:, 0]), ident),
-                "temporal": temporal_loss(image, batch["flow"], per_sample=True),
-                "mouth": mouth.view(b, n).mean(1)}
+        terms = {"identity": identity_loss(self.identity(image[:, 0]), ident),
+                 "temporal": temporal_loss(image, batch["flow"], per_sample=True),
+                 "mouth": mouth.view(b, n).mean(1)}
+        if self.sync is not None:
+            terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
+        return terms

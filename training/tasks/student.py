@@ -49,7 +49,8 @@ class StudentTask(LatentTask):
         self.target = copy.deepcopy(self.model).requires_grad_(False)
         self.teacher = load_frozen(config.teacher, "teacher")
         super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
-                         config.train.seed, config.items_per_clip)
+                         config.train.seed, config.items_per_clip,
+                         config.sync_expert if config.loss.sync > 0 else None)
         self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
                                     dtype=torch.float32)
 
@@ -77,7 +78,8 @@ class StudentTask(LatentTask):
         l_match = (sharp * (pred - x0_teacher.clamp(-6, 6)).pow(2).flatten(1).mean(1)).mean()
         reg = {k: v.mean() for k, v in self.regularisers(pred, batch, ident).items()}
         total = (l_cd + cfg.match * l_match + cfg.identity * reg["identity"]
-                 + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"])
+                 + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"]
+                 + cfg.sync * reg.get("sync", 0.0))
         logs = {"consistency": l_cd, "match": l_match} | reg
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
@@ -129,18 +131,16 @@ def student_x0(model: nn.Module, x, t, ref, ident, visemes):
 
 @torch.no_grad()
 def sample_windows(latents: LatentTask, model: nn.Module, batch: dict, schedule: StepSchedule,
-                   generator: torch.Generator, cond: tuple | None = None,
-                   from_reference: bool = False) -> torch.Tensor:
+                   generator: torch.Generator, cond: tuple | None = None) -> torch.Tensor:
     """Few-step samples of a batch of windows -> x0 [B, T, C, h, w]; the noise (start and
     one per re-noising step) is drawn once per clip and shared by its frames. ``cond`` is
-    latents.condition(batch) when the caller already has it. ``from_reference`` starts from
-    the reference latent noised to the first time instead of from pure noise."""
+    latents.condition(batch) when the caller already has it. ``schedule.start`` says whether
+    sampling starts from pure noise or from the noised reference latent."""
     z0, ref, ident = cond or latents.condition(batch)
     b, n = z0.shape[:2]
     shape = (b, 1, *z0.shape[2:])
     noise = torch.randn(shape, generator=generator).expand_as(z0)
-    init = ref[:, None].expand_as(z0) if from_reference else None
-    start = start_latent(noise, schedule, init)
+    start = start_latent(noise, schedule, ref[:, None])
     renoise = torch.randn((max(schedule.steps - 1, 1), *shape), generator=generator)
     renoise = renoise.expand(-1, -1, n, -1, -1, -1)
 

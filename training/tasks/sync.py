@@ -97,6 +97,19 @@ class SyncTask:
         """Nothing to measure: the expert is used frozen as trained."""
 
 
+def sync_loss(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor,
+              audio: torch.Tensor, fps: int = 25) -> torch.Tensor:
+    """The sync term of the denoiser losses, per sample [B]: 1 - cosine between the expert's
+    embedding of the first ``expert.config.frames`` decoded frames' mouths and of the audio
+    under them. images: [B, T, 3, H, W]; boxes: [B, T, 4]; audio: [B, T * SAMPLE_RATE/fps]."""
+    n = expert.config.frames
+    b = images.shape[0]
+    crops = mouth_crops(images[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
+                        expert.config.crop).unflatten(0, (b, n))
+    mel = audio_windows(audio[:, :n * (SAMPLE_RATE // fps)].cpu(), n, 0, fps)[:, 0]
+    return 1 - (expert.embed_video(crops) * expert.embed_audio(mel.to(images.device))).sum(1)
+
+
 def sync_metrics(distances: torch.Tensor, max_offset: int) -> dict[str, float]:
     """distances [N, 2K + 1] (offsets -K..K) -> LSE-D, LSE-C, offset accuracy."""
     smallest = distances.min(dim=1).values

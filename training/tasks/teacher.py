@@ -35,7 +35,8 @@ class TeacherTask(LatentTask):
         torch.manual_seed(config.train.seed)
         self.model = Denoiser(config.model)
         super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
-                         config.train.seed, config.items_per_clip)
+                         config.train.seed, config.items_per_clip,
+                         config.sync_expert if config.loss.sync > 0 else None)
 
     def _times(self, cross: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         lo = torch.where(cross, torch.tensor(self.config.loss.cross_t_min),
@@ -63,6 +64,9 @@ class TeacherTask(LatentTask):
         total = l_noise + cfg.identity * l_id + cfg.temporal * l_temp + cfg.mouth * l_mouth
         logs = {"noise": l_noise, "identity": l_id, "temporal": l_temp, "mouth": l_mouth,
                 "cross_share": cross.float().mean()}
+        if "sync" in reg:  # the audio belongs to the driving clip: real samples only
+            logs["sync"] = (weight * real * reg["sync"]).mean()
+            total = total + cfg.sync * logs["sync"]
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
     @torch.no_grad()
