@@ -84,7 +84,7 @@ def test_configs_are_frozen():
         SynthConfig().identities = 3  # type: ignore[misc]
 
 
-TRAIN_CONFIGS = sorted((CONFIGS.parent / "train").glob("*.yaml"))
+TRAIN_CONFIGS = sorted((CONFIGS.parent / "train").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
