@@ -92,3 +92,15 @@ def tiny_lipread(tiny_dataset, tmp_path_factory) -> Path:
     """final.pt of a tiny lip-reader run on the tiny dataset."""
     return _train("lipread", "lipread-tiny.yaml", tiny_dataset,
                   tmp_path_factory.mktemp("lipread"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_dataset, tiny_student, tmp_path_factory) -> Path:
+    """A bundle (ONNX fp32 + int8) exported from the tiny student."""
+    from export.bundle import export_bundle
+    from training.data.manifest import read_manifest
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(tiny_student, read_manifest(tiny_dataset), out, calibration_clips=2,
+                  frames_per_clip=3)
+    return out

@@ -191,6 +191,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--clips", type=_positive, help="clips to evaluate")
     evaluate.add_argument("--frames", type=_positive, help="frames per clip")
     evaluate.set_defaults(func=_eval)
+
+    export = groups.add_parser(
+        "export", help="export a trained student to a device bundle",
+        description="Exports the reference, step, generate_K (K = 1, 2, 4, 8, schedules "
+                    "baked in) and decoder graphs to ONNX fp32 (checked against torch on real "
+                    "inputs) and ONNX int8 (static QDQ calibrated on inputs captured from the "
+                    "pipeline on val clips), and writes OUT/bundle.yaml.")
+    export.add_argument("--student", required=True,
+                        help="student final.pt (names its autoencoder and identity encoder)")
+    export.add_argument("--data", required=True,
+                        help="dataset folder or manifest.jsonl (its val clips calibrate int8)")
+    export.add_argument("--out", required=True, help="bundle folder to write (replaced)")
+    export.add_argument("--name", help="bundle name (default: the folder name)")
+    export.add_argument("--ae", help="autoencoder final.pt (default: the student's)")
+    export.add_argument("--idenc", help="identity encoder final.pt (default: the student's)")
+    export.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
+    export.add_argument("--calibration-clips", type=_positive, default=4,
+                        help="val clips whose pipeline inputs calibrate int8")
+    export.add_argument("--frames-per-clip", type=_positive, default=8,
+                        help="frames per calibration clip")
+    export.set_defaults(func=_export)
     return parser
 
 
@@ -208,6 +229,21 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"{'pass' if row['passed'] else 'FAIL'}  {row['bar']}: {row['value']:.4g} "
               f"(bar {row['threshold']:g})")
     print(f"report: {Path(args.out) / 'report.json'}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from export.bundle import export_bundle
+    from training.data.manifest import read_manifest
+
+    out = Path(args.out)
+    bundle = export_bundle(Path(args.student), read_manifest(args.data), out, args.name,
+                           args.ae, args.idenc, int8=not args.no_int8,
+                           calibration_clips=args.calibration_clips,
+                           frames_per_clip=args.frames_per_clip)
+    for variant, graphs in bundle.variants.items():
+        print(f"{variant}: " + ", ".join(f"{n} {g.macs / 1e6:.1f} MMAC" for n, g in
+                                         graphs.items()))
+    print(f"bundle: {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

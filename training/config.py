@@ -7,13 +7,13 @@ keys and wrong types with a ``ConfigError`` whose message names the file and the
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
+from edge_runtime import dataio
+from edge_runtime.dataio import DataError, to_dict  # noqa: F401 - part of this API
 from training.errors import UserError
 
 T = TypeVar("T")
@@ -519,92 +519,12 @@ def _check_size(size: int, where: str) -> None:
     _check(size >= 64 and size % 8 == 0, where, "size", "must be >= 64, multiple of 8")
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[-1] if errors else f"{where}: unsupported value {value!r}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
-
-
-def _build(cls: type[T], data: Any, where: str) -> T:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} for {cls.__name__} "
-            f"(known: {', '.join(sorted(fields))})"
-        )
-    kwargs = {key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()}
-    return cls(**kwargs)
-
-
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
-    """Build ``cls`` from plain data, validating keys and types recursively."""
-    obj = _build(cls, data, source)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        validate(source)
-    return obj
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain data (lists for tuples) that ``from_dict`` reads back."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return plain(dataclasses.asdict(obj))
+    """Build ``cls`` from plain data, validating keys and types recursively (ConfigError)."""
+    try:
+        return dataio.from_dict(cls, data, source)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(path: str | Path, cls: type[T]) -> T:

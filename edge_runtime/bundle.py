@@ -1,0 +1,206 @@
+"""The bundle: the contract between the host (tsd export) and the device (edge-run).
+
+A folder with ``bundle.yaml`` and graph files per variant::
+
+    bundle.yaml
+    onnx/fp32/{reference,step,generate_1,...,decoder}.onnx
+    onnx/int8/...          (static QDQ)
+    tflite/fp32/...        (where exported)
+    tflite/int8/...
+
+``load_bundle`` validates the schema version, every key and type, the viseme vocabulary and
+every file's sha256, and refuses a bad bundle with one line that says what is wrong.
+``check_io`` compares a graph's declared inputs/outputs with what a backend session reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge_runtime.audio_features import MelConfig
+from edge_runtime.dataio import DataError, from_dict, to_dict
+from edge_runtime.schedule import StepSchedule
+from edge_runtime.visemes import VISEMES
+
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "bundle.yaml"
+NOTICE = ("The frames this model produces are synthetic media: a machine-generated face "
+          "animated from audio. Do not present them as real footage of a person, and do not "
+          "animate a person's photo without their consent.")
+VARIANTS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+DTYPES = ("float32", "uint8", "int32", "int64")
+REQUIRED_GRAPHS = ("reference", "step", "decoder")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the bundle and what is wrong."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    """One of DTYPES."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    """Path relative to the bundle folder."""
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    precision: str
+    """fp32, int8 (static QDQ / full-integer) or int8-dynamic (weights only)."""
+    macs: int
+    """Multiply-accumulates of one call (counted on the graph file itself)."""
+    params: int
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    channels: int
+    size: int
+    """Latent grid is size x size."""
+    scale: float
+    """Latents are the autoencoder's raw latents times this (about unit variance)."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    schema_version: int
+    name: str
+    notice: str
+    resolution: int
+    """Frames are resolution x resolution RGB."""
+    fps: int
+    latent: LatentSpec
+    visemes: tuple[str, ...]
+    """Viseme vocabulary, in token order (must equal edge_runtime.visemes.VISEMES)."""
+    viseme_context: int
+    """The step graphs see tokens t-context..t+context."""
+    audio: MelConfig
+    schedules: dict[int, StepSchedule]
+    """Fixed schedule per step count (calibrated on held-out clips)."""
+    variants: dict[str, dict[str, GraphSpec]]
+    """variant (VARIANTS) -> graph name -> spec."""
+    provenance: dict[str, str]
+    """git commit, config hash, dataset, creation time."""
+    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Quality/latency measurements of the variants (written by the host)."""
+
+    def graph(self, variant: str, name: str) -> GraphSpec:
+        try:
+            return self.variants[variant][name]
+        except KeyError:
+            have = ", ".join(sorted(self.variants.get(variant, {}))) or "none"
+            raise BundleError(f"bundle {self.name!r} has no graph {name!r} in variant "
+                              f"{variant!r} (graphs: {have})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parse(data: Any, source: str) -> Bundle:
+    if not isinstance(data, dict):
+        raise BundleError(f"{source}: expected a mapping at the top level")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{source}: unknown schema version {version!r} (this runtime reads "
+                          f"version {SCHEMA_VERSION}); re-export the bundle or update edge-run")
+    try:
+        return from_dict(Bundle, data, source)
+    except DataError as exc:
+        raise BundleError(str(exc)) from None
+    except (ValueError, TypeError) as exc:  # e.g. a schedule that is not decreasing
+        raise BundleError(f"{source}: {exc}") from None
+
+
+def _check_contents(bundle: Bundle, root: Path, source: str, verify_files: bool) -> None:
+    if tuple(bundle.visemes) != VISEMES:
+        raise BundleError(f"{source}: viseme set {list(bundle.visemes)} differs from this "
+                          f"runtime's {list(VISEMES)}")
+    unknown = sorted(set(bundle.variants) - set(VARIANTS))
+    if unknown:
+        raise BundleError(f"{source}: unknown variant {unknown[0]!r} (known: "
+                          f"{', '.join(VARIANTS)})")
+    if not bundle.variants:
+        raise BundleError(f"{source}: no graph variants")
+    for variant, graphs in bundle.variants.items():
+        for name in REQUIRED_GRAPHS:
+            if name not in graphs:
+                raise BundleError(f"{source}: variant {variant!r} lacks the {name!r} graph")
+        for name, spec in graphs.items():
+            where = f"{source}: {variant}/{name}"
+            for tensor in spec.inputs + spec.outputs:
+                if tensor.dtype not in DTYPES:
+                    raise BundleError(f"{where}: tensor {tensor.name!r} has unknown dtype "
+                                      f"{tensor.dtype!r}")
+            path = root / spec.file
+            if not path.is_file():
+                raise BundleError(f"{where}: graph file {spec.file} is missing")
+            if verify_files and sha256_file(path) != spec.sha256:
+                raise BundleError(f"{where}: checksum mismatch for {spec.file} (the file is "
+                                  "corrupt or was changed after export)")
+    for k in bundle.schedules:
+        if k < 1:
+            raise BundleError(f"{source}: schedule for {k} steps")
+
+
+def load_bundle(folder: str | Path, verify_files: bool = True) -> tuple[Bundle, Path]:
+    """-> (bundle, its folder). Raises BundleError with one line on any problem."""
+    root = Path(folder)
+    path = root / BUNDLE_FILE
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BundleError(f"{root}: not a bundle (no {BUNDLE_FILE})") from None
+    except OSError as exc:
+        raise BundleError(f"{source}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{source}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    bundle = _parse(data, source)
+    _check_contents(bundle, root, source, verify_files)
+    return bundle, root
+
+
+def check_io(spec: GraphSpec, inputs: list[TensorSpec], outputs: list[TensorSpec],
+             where: str) -> None:
+    """Refuse a graph whose session I/O differs from what the bundle declares."""
+    for kind, declared, actual in (("input", spec.inputs, inputs),
+                                   ("output", spec.outputs, outputs)):
+        if [t.name for t in declared] != [t.name for t in actual]:
+            raise BundleError(f"{where}: {kind}s are {[t.name for t in actual]}, the bundle "
+                              f"declares {[t.name for t in declared]}")
+        for want, have in zip(declared, actual):
+            if tuple(want.shape) != tuple(have.shape) or want.dtype != have.dtype:
+                raise BundleError(f"{where}: {kind} {want.name!r} is {have.dtype}"
+                                  f"{list(have.shape)}, the bundle declares {want.dtype}"
+                                  f"{list(want.shape)}")
+
+
+def write_bundle_yaml(bundle: Bundle, root: Path) -> Path:
+    """bundle.yaml (written atomically: a reader never sees half a file)."""
+    path = root / BUNDLE_FILE
+    tmp = root / f".{BUNDLE_FILE}.partial"
+    tmp.write_text(yaml.safe_dump(bundle.to_dict(), sort_keys=False, width=100))
+    tmp.replace(path)
+    return path

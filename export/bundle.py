@@ -1,0 +1,154 @@
+"""``tsd export``: checkpoints -> a bundle folder (graphs per variant + bundle.yaml).
+
+Every graph is exported to ONNX fp32 and checked against torch on real inputs captured from
+the pipeline on held-out clips; the same captured inputs calibrate the int8 graphs. The
+folder is assembled under a temporary name and renamed into place, so a failed export never
+leaves a half-written bundle where a device would load it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibration.capture import Captured, capture
+from edge_runtime.audio_features import MelConfig
+from edge_runtime.backends import OnnxSession
+from edge_runtime.bundle import (
+    NOTICE,
+    SCHEMA_VERSION,
+    Bundle,
+    GraphSpec,
+    LatentSpec,
+    sha256_file,
+    write_bundle_yaml,
+)
+from edge_runtime.schedule import StepSchedule, uniform_schedule
+from edge_runtime.visemes import VISEMES
+from export import macs
+from export.graphs import (
+    DecoderGraph,
+    GenerateGraph,
+    GraphDef,
+    ReferenceGraph,
+    StepGraph,
+)
+from export.onnx_export import export_onnx, parity
+from export.quantize import quantize_onnx
+from training.config import to_dict
+from training.data.manifest import Manifest
+from training.models.loading import load_frozen
+
+log = logging.getLogger(__name__)
+
+STEP_COUNTS = (1, 2, 4, 8)
+PARITY_SAMPLES = 8
+OUTPUTS = {"reference": ("ref_latent", "identity"), "step": ("x0",), "decoder": ("frame",)}
+
+
+def _graph_defs(student: torch.nn.Module, autoencoder, identity,
+                schedules: dict[int, StepSchedule]) -> dict[str, torch.nn.Module]:
+    graphs = {"reference": ReferenceGraph(autoencoder, identity), "step": StepGraph(student),
+              "decoder": DecoderGraph(autoencoder)}
+    for k, schedule in schedules.items():
+        graphs[f"generate_{k}"] = GenerateGraph(student, schedule)
+    return graphs
+
+
+def _torch_inputs(sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in sample.items()}
+
+
+def _spec(path: Path, root: Path, precision: str) -> GraphSpec:
+    session = OnnxSession(path, threads=1)
+    counted = macs.count(path)
+    return GraphSpec(file=str(path.relative_to(root)), sha256=sha256_file(path),
+                     inputs=tuple(session.inputs), outputs=tuple(session.outputs),
+                     precision=precision, macs=counted["macs"], params=counted["params"])
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _provenance(student_path: Path, state: dict, manifest: Manifest) -> dict[str, str]:
+    config = json.dumps(state["config"], sort_keys=True).encode()
+    return {"git_commit": _git_commit(), "student": str(student_path),
+            "config_sha256": hashlib.sha256(config).hexdigest(),
+            "dataset": str(manifest.path), "dataset_sha256": sha256_file(manifest.path),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+
+def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str | None = None,
+                  autoencoder_path: str | None = None, identity_path: str | None = None,
+                  int8: bool = True, calibration_clips: int = 4,
+                  frames_per_clip: int = 8) -> Bundle:
+    """Export the student (with the autoencoder and identity encoder its config names, or
+    the given ones) to a bundle at ``out``."""
+    from calibration.schedules import load_student
+
+    state, config, student = load_student(student_path)
+    autoencoder = load_frozen(autoencoder_path or config.autoencoder, "autoencoder")
+    identity = load_frozen(identity_path or config.identity_encoder, "identity encoder")
+    stored = {int(k): StepSchedule.from_dict(v) for k, v in state.get("schedules", {}).items()}
+    if not stored:
+        log.warning("%s has no calibrated schedules (tsd calibrate schedules); exporting "
+                    "uniform ones", student_path)
+    schedules = {k: stored.get(k, uniform_schedule(k)) for k in STEP_COUNTS}
+    modules = _graph_defs(student.eval(), autoencoder, identity, schedules)
+    captured = capture(manifest, modules["reference"], modules["step"], schedules,
+                       clips=calibration_clips, frames_per_clip=frames_per_clip)
+
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    variants: dict[str, dict[str, GraphSpec]] = {"onnx-fp32": {}}
+    errors: dict[str, float] = {}
+    for graph_name, module in modules.items():
+        graph = _graph(graph_name, module, captured)
+        fp32 = export_onnx(graph, staging / "onnx" / "fp32" / f"{graph_name}.onnx")
+        samples = [_torch_inputs(s) for s in captured.samples[graph_name][:PARITY_SAMPLES]]
+        errors[graph_name] = parity(graph, fp32, samples)
+        variants["onnx-fp32"][graph_name] = _spec(fp32, staging, "fp32")
+        if int8:
+            q = quantize_onnx(fp32, staging / "onnx" / "int8" / f"{graph_name}.onnx",
+                              captured.samples[graph_name])
+            variants.setdefault("onnx-int8", {})[graph_name] = _spec(q, staging, "int8")
+        log.info("%s: exported, max abs error vs torch %.3g", graph_name, errors[graph_name])
+
+    latent_shape = captured.samples["decoder"][0]["latent"].shape
+    bundle = Bundle(
+        schema_version=SCHEMA_VERSION, name=name or out.name, notice=NOTICE,
+        resolution=int(captured.samples["reference"][0]["image"].shape[0]),
+        fps=manifest.clips[0].fps,
+        latent=LatentSpec(channels=int(latent_shape[1]), size=int(latent_shape[2]),
+                          scale=float(autoencoder.latent_scale)),
+        visemes=VISEMES, viseme_context=student.config.viseme_window // 2,
+        audio=MelConfig(), schedules=schedules, variants=variants,
+        provenance=_provenance(student_path, state, manifest),
+        evaluation={"parity_max_abs_error_fp32": errors,
+                    "student_config": to_dict(config.model)})
+    write_bundle_yaml(bundle, staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return bundle
+
+
+def _graph(name: str, module: torch.nn.Module, captured: Captured) -> GraphDef:
+    """The graph with its first captured real input as the export example."""
+    example = _torch_inputs(captured.samples[name][0])
+    outputs = OUTPUTS.get(name, ("x0",))
+    return GraphDef(name, module, example, outputs)

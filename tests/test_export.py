@@ -1,0 +1,174 @@
+"""tsd export: graphs match torch, int8 calibrates, MACs are counted on the graph files, and
+the runtime's loader accepts the bundle and refuses corrupt ones with one clear line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from edge_runtime.backends import open_graph
+from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.schedule import log_snr
+
+
+def _inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
+    """Plausible inputs for any graph of the bundle, by name and declared spec."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in session.inputs:
+        if spec.dtype == "uint8":
+            feeds[spec.name] = rng.integers(0, 256, spec.shape, dtype=np.uint8)
+        elif spec.dtype == "int32":
+            feeds[spec.name] = rng.integers(0, 15, spec.shape).astype(np.int32)
+        elif spec.name == "noise_level":
+            feeds[spec.name] = np.full(spec.shape, 1.0, np.float32)
+        else:
+            feeds[spec.name] = rng.standard_normal(spec.shape).astype(np.float32)
+    return feeds
+
+
+def test_bundle_loads_and_every_graph_runs_in_both_onnx_variants(tiny_bundle):
+    bundle, root = load_bundle(tiny_bundle)
+    assert set(bundle.variants) == {"onnx-fp32", "onnx-int8"}
+    assert set(bundle.schedules) == {1, 2, 4, 8}
+    assert bundle.notice and bundle.provenance["git_commit"]
+    for variant, graphs in bundle.variants.items():
+        assert set(graphs) == {"reference", "step", "decoder", "generate_1", "generate_2",
+                               "generate_4", "generate_8"}
+        for name in graphs:
+            session = open_graph(bundle, root, variant, name)
+            outputs = session.run(_inputs(session))
+            for spec, out in zip(session.outputs, outputs):
+                assert out.shape == spec.shape and out.dtype.name == spec.dtype
+    frame = open_graph(bundle, root, "onnx-fp32", "decoder").run(
+        {"latent": np.zeros((1, 4, 16, 16), np.float32)})[0]
+    assert frame.shape == (bundle.resolution, bundle.resolution, 3) and frame.dtype == np.uint8
+    errors = bundle.evaluation["parity_max_abs_error_fp32"]
+    assert max(v for k, v in errors.items() if k != "decoder") < 1e-3 and errors["decoder"] <= 1
+
+
+def test_unrolled_generate_equals_the_step_loop(tiny_bundle):
+    """generate_K (schedule baked in) == K calls of the step graph with the bundle's
+    schedule and the same re-noising: the runtime may use either."""
+    bundle, root = load_bundle(tiny_bundle)
+    step = open_graph(bundle, root, "onnx-fp32", "step")
+    ref = open_graph(bundle, root, "onnx-fp32", "reference").run(
+        {"image": np.full((128, 128, 3), 120, np.uint8)})
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    renoise = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
+    visemes = np.array([[0, 3, 10, 10, 0]], np.int32)
+    schedule = bundle.schedules[4]
+    x = noise
+    for k, t in enumerate(schedule.timesteps):
+        level = np.array([log_snr(t)], np.float32)
+        x0 = step.run({"x": x, "noise_level": level, "ref_latent": ref[0], "identity": ref[1],
+                       "visemes": visemes})[0]
+        if k + 1 < schedule.steps:
+            abar = 1 / (1 + np.exp(-log_snr(schedule.timesteps[k + 1])))
+            x = (np.sqrt(abar) * x0 + np.sqrt(1 - abar) * renoise[k]).astype(np.float32)
+    unrolled = open_graph(bundle, root, "onnx-fp32", "generate_4").run(
+        {"noise": noise, "renoise": renoise, "ref_latent": ref[0], "identity": ref[1],
+         "visemes": visemes})[0]
+    assert np.abs(unrolled - x0).max() < 1e-4
+
+
+def test_macs_counted_on_the_graph_match_torch(tiny_bundle, tiny_student):
+    from calibration.schedules import load_student
+    from training.models.loading import load_frozen
+    from training.models.macs import count_macs
+
+    bundle, _ = load_bundle(tiny_bundle)
+    _, config, student = load_student(tiny_student)
+    ae = load_frozen(config.autoencoder, "autoencoder")
+    z = torch.zeros(1, 4, 16, 16)
+    want_step = count_macs(lambda: student(z, torch.zeros(1), z, torch.zeros(1, 32),
+                                           torch.zeros(1, 5, dtype=torch.long)))
+    assert bundle.graph("onnx-fp32", "step").macs == want_step
+    assert bundle.graph("onnx-fp32", "decoder").macs == count_macs(lambda: ae.decode(z))
+    assert bundle.graph("onnx-int8", "step").macs == want_step
+    # the unrolled graph folds the time embedding of its baked noise levels into constants
+    assert 0.98 * 2 * want_step <= bundle.graph("onnx-fp32", "generate_2").macs <= 2 * want_step
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def _edit(folder: Path, change) -> None:
+    path = folder / "bundle.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("truncated graph", "checksum mismatch for onnx/fp32/step.onnx"),
+    ("wrong checksum", "checksum mismatch for onnx/int8/decoder.onnx"),
+    ("missing key", "missing key 'resolution'"),
+    ("unknown schema version", "unknown schema version 99"),
+    ("missing graph file", "graph file onnx/fp32/reference.onnx is missing"),
+    ("unknown variant", "unknown variant 'onnx-int4'"),
+    ("bad schedule", "a step schedule is decreasing times"),
+    ("wrong type", "resolution: expected an integer"),
+    ("not a bundle", "not a bundle (no bundle.yaml)"),
+])
+def test_corrupt_bundles_are_refused_with_one_line(tiny_bundle, tmp_path, case, expected):
+    folder = _copy(tiny_bundle, tmp_path)
+    if case == "truncated graph":
+        path = folder / "onnx" / "fp32" / "step.onnx"
+        path.write_bytes(path.read_bytes()[:1000])
+    elif case == "wrong checksum":
+        _edit(folder, lambda d: d["variants"]["onnx-int8"]["decoder"].update(sha256="0" * 64))
+    elif case == "missing key":
+        _edit(folder, lambda d: d.pop("resolution"))
+    elif case == "unknown schema version":
+        _edit(folder, lambda d: d.update(schema_version=99))
+    elif case == "missing graph file":
+        (folder / "onnx" / "fp32" / "reference.onnx").unlink()
+    elif case == "unknown variant":
+        _edit(folder, lambda d: d["variants"].update({"onnx-int4": d["variants"]["onnx-int8"]}))
+    elif case == "bad schedule":
+        _edit(folder, lambda d: d["schedules"][2].update(timesteps=[0.2, 0.9]))
+    elif case == "wrong type":
+        _edit(folder, lambda d: d.update(resolution="big"))
+    elif case == "not a bundle":
+        (folder / "bundle.yaml").unlink()
+    with pytest.raises(BundleError) as exc:
+        load_bundle(folder)
+    assert expected in _one_line(exc)
+
+
+def test_a_declared_shape_that_differs_from_the_graph_is_refused(tiny_bundle, tmp_path):
+    folder = _copy(tiny_bundle, tmp_path)
+    _edit(folder, lambda d: d["variants"]["onnx-fp32"]["step"]["inputs"][0].update(
+        shape=[1, 4, 32, 32]))
+    bundle, root = load_bundle(folder)
+    with pytest.raises(BundleError) as exc:
+        open_graph(bundle, root, "onnx-fp32", "step")
+    assert "input 'x' is float32[1, 4, 16, 16], the bundle declares float32[1, 4, 32, 32]" \
+        in _one_line(exc)
+
+
+def test_export_cli_errors_are_one_line(tiny_dataset, tmp_path, capsys):
+    from training.cli import main
+
+    code = main(["export", "--student", str(tmp_path / "missing.pt"), "--data",
+                 str(tiny_dataset), "--out", str(tmp_path / "b")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.pt" in err[0]
+    assert not (tmp_path / "b").exists()
