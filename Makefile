@@ -12,7 +12,7 @@ DEMO   ?= data/demo
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ".[runtime,host,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[runtime,host,tflite,dev]"
 	touch $@
 
 # Main job (grows with the issues): synthetic talking-face data and its preview.

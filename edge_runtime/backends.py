@@ -70,33 +70,70 @@ def _tflite_interpreter():
     return Interpreter
 
 
+def tflite_input_name(index: int) -> str:
+    """Signature input names of graphs converted by litert-torch: args_0, args_1, ..."""
+    return f"args_{index}"
+
+
+def tflite_output_name(index: int) -> str:
+    return f"output_{index}"
+
+
 class TFLiteSession:
-    """TFLite graphs do not keep the bundle's tensor names, so the declared specs map onto
-    the interpreter's inputs/outputs by position."""
+    """TFLite graphs do not keep the bundle's tensor names: their signature calls inputs
+    args_0.. and outputs output_0.. in the declared order. Full-integer graphs take and give
+    int8 tensors; the session quantizes inputs and dequantizes outputs with each tensor's own
+    scale and zero point, so callers always see the graph's float interface."""
+
+    SIGNATURE = "serving_default"
 
     def __init__(self, path: Path, threads: int, names_in: list[str], names_out: list[str]):
         interpreter_cls = _tflite_interpreter()
         try:
-            self._interp = interpreter_cls(model_path=str(path), num_threads=threads)
-            self._interp.allocate_tensors()
+            interp = interpreter_cls(model_path=str(path), num_threads=threads)
+            self._runner = interp.get_signature_runner(self.SIGNATURE)
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{path}: the TFLite interpreter cannot load the graph "
                               f"({str(exc).splitlines()[0][:200]})") from None
-        self._in = self._interp.get_input_details()
-        self._out = self._interp.get_output_details()
-        self.inputs = [self._spec(d, n) for d, n in zip(self._in, names_in)]
-        self.outputs = [self._spec(d, n) for d, n in zip(self._out, names_out)]
+        details_in = self._runner.get_input_details()
+        details_out = self._runner.get_output_details()
+        self._in = [(n, details_in.get(tflite_input_name(i))) for i, n in enumerate(names_in)]
+        self._out = [(n, details_out.get(tflite_output_name(i)))
+                     for i, n in enumerate(names_out)]
+        if any(d is None for _, d in self._in + self._out) or \
+                len(details_in) != len(names_in) or len(details_out) != len(names_out):
+            raise BundleError(f"{path}: the graph's signature has inputs {sorted(details_in)} "
+                              f"and outputs {sorted(details_out)}, the bundle declares "
+                              f"{len(names_in)} and {len(names_out)}")
+        self.inputs = [self._spec(n, d) for n, d in self._in]
+        self.outputs = [self._spec(n, d) for n, d in self._out]
 
     @staticmethod
-    def _spec(detail: dict, name: str) -> TensorSpec:
-        return TensorSpec(name, tuple(int(d) for d in detail["shape"]),
-                          np.dtype(detail["dtype"]).name)
+    def _quantized(detail: dict) -> bool:
+        return np.dtype(detail["dtype"]) == np.int8 and detail["quantization"][0] > 0
+
+    @classmethod
+    def _spec(cls, name: str, detail: dict) -> TensorSpec:
+        dtype = "float32" if cls._quantized(detail) else np.dtype(detail["dtype"]).name
+        return TensorSpec(name, tuple(int(d) for d in detail["shape"]), dtype)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        for detail, spec in zip(self._in, self.inputs):
-            self._interp.set_tensor(detail["index"], feeds[spec.name])
-        self._interp.invoke()
-        return [self._interp.get_tensor(d["index"]) for d in self._out]
+        args = {}
+        for i, (name, detail) in enumerate(self._in):
+            value = feeds[name]
+            if self._quantized(detail):
+                scale, zero = detail["quantization"]
+                value = np.clip(np.round(value / scale) + zero, -128, 127).astype(np.int8)
+            args[tflite_input_name(i)] = value
+        result = self._runner(**args)
+        outputs = []
+        for i, (_, detail) in enumerate(self._out):
+            value = result[tflite_output_name(i)]
+            if self._quantized(detail):
+                scale, zero = detail["quantization"]
+                value = (value.astype(np.float32) - zero) * np.float32(scale)
+            outputs.append(value)
+        return outputs
 
 
 def open_graph(bundle: Bundle, root: Path, variant: str, name: str, threads: int = 1

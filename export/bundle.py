@@ -21,10 +21,11 @@ import torch
 
 from calibration.capture import Captured, capture
 from edge_runtime.audio_features import MelConfig
-from edge_runtime.backends import OnnxSession
+from edge_runtime.backends import OnnxSession, TFLiteSession
 from edge_runtime.bundle import (
     NOTICE,
     SCHEMA_VERSION,
+    VARIANTS,
     Bundle,
     GraphSpec,
     LatentSpec,
@@ -43,6 +44,8 @@ from export.graphs import (
 )
 from export.onnx_export import export_onnx, parity
 from export.quantize import quantize_onnx
+from export.tflite_export import export_tflite, quantize_tflite
+from export.tflite_export import parity as tflite_parity
 from training.config import to_dict
 from training.data.manifest import Manifest
 from training.models.loading import load_frozen
@@ -67,9 +70,18 @@ def _torch_inputs(sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in sample.items()}
 
 
-def _spec(path: Path, root: Path, precision: str) -> GraphSpec:
+def _onnx_spec(path: Path, root: Path, precision: str, counted: dict[str, int]) -> GraphSpec:
+    """I/O as onnxruntime reports it; MACs and parameters counted on the fp32 graph."""
     session = OnnxSession(path, threads=1)
-    counted = macs.count(path)
+    return GraphSpec(file=str(path.relative_to(root)), sha256=sha256_file(path),
+                     inputs=tuple(session.inputs), outputs=tuple(session.outputs),
+                     precision=precision, macs=counted["macs"], params=counted["params"])
+
+
+def _tflite_spec(path: Path, root: Path, precision: str, graph: GraphDef,
+                 counted: dict[str, int]) -> GraphSpec:
+    """I/O as the interpreter reports it (quantized tensors in their float interface)."""
+    session = TFLiteSession(path, 1, list(graph.inputs), list(graph.outputs))
     return GraphSpec(file=str(path.relative_to(root)), sha256=sha256_file(path),
                      inputs=tuple(session.inputs), outputs=tuple(session.outputs),
                      precision=precision, macs=counted["macs"], params=counted["params"])
@@ -94,7 +106,7 @@ def _provenance(student_path: Path, state: dict, manifest: Manifest) -> dict[str
 
 def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str | None = None,
                   autoencoder_path: str | None = None, identity_path: str | None = None,
-                  int8: bool = True, calibration_clips: int = 4,
+                  variants: tuple[str, ...] = VARIANTS, calibration_clips: int = 4,
                   frames_per_clip: int = 8) -> Bundle:
     """Export the student (with the autoencoder and identity encoder its config names, or
     the given ones) to a bundle at ``out``."""
@@ -114,19 +126,36 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    variants: dict[str, dict[str, GraphSpec]] = {"onnx-fp32": {}}
-    errors: dict[str, float] = {}
+    specs: dict[str, dict[str, GraphSpec]] = {v: {} for v in variants}
+    errors: dict[str, dict[str, float]] = {}
     for graph_name, module in modules.items():
         graph = _graph(graph_name, module, captured)
+        samples = captured.samples[graph_name]
+        checks = [_torch_inputs(s) for s in samples[:PARITY_SAMPLES]]
         fp32 = export_onnx(graph, staging / "onnx" / "fp32" / f"{graph_name}.onnx")
-        samples = [_torch_inputs(s) for s in captured.samples[graph_name][:PARITY_SAMPLES]]
-        errors[graph_name] = parity(graph, fp32, samples)
-        variants["onnx-fp32"][graph_name] = _spec(fp32, staging, "fp32")
-        if int8:
-            q = quantize_onnx(fp32, staging / "onnx" / "int8" / f"{graph_name}.onnx",
-                              captured.samples[graph_name])
-            variants.setdefault("onnx-int8", {})[graph_name] = _spec(q, staging, "int8")
-        log.info("%s: exported, max abs error vs torch %.3g", graph_name, errors[graph_name])
+        errors.setdefault("onnx-fp32", {})[graph_name] = parity(graph, fp32, checks)
+        counted = macs.count(fp32)
+        if "onnx-fp32" in specs:
+            specs["onnx-fp32"][graph_name] = _onnx_spec(fp32, staging, "fp32", counted)
+        if "onnx-int8" in specs:
+            q = quantize_onnx(fp32, staging / "onnx" / "int8" / f"{graph_name}.onnx", samples)
+            specs["onnx-int8"][graph_name] = _onnx_spec(q, staging, "int8", counted)
+        if "tflite-fp32" in specs or "tflite-int8" in specs:
+            t32 = export_tflite(graph, staging / "tflite" / "fp32" / f"{graph_name}.tflite")
+            errors.setdefault("tflite-fp32", {})[graph_name] = tflite_parity(graph, t32, checks)
+            if "tflite-fp32" in specs:
+                specs["tflite-fp32"][graph_name] = _tflite_spec(t32, staging, "fp32", graph,
+                                                                counted)
+            if "tflite-int8" in specs:
+                tq = quantize_tflite(t32, staging / "tflite" / "int8" / f"{graph_name}.tflite",
+                                     samples)
+                specs["tflite-int8"][graph_name] = _tflite_spec(tq, staging, "int8", graph,
+                                                                counted)
+        log.info("%s: exported (%s)", graph_name, ", ".join(sorted(specs)))
+    if "onnx-fp32" not in variants:
+        shutil.rmtree(staging / "onnx" / "fp32")
+    if "tflite-fp32" not in variants and (staging / "tflite" / "fp32").exists():
+        shutil.rmtree(staging / "tflite" / "fp32")
 
     latent_shape = captured.samples["decoder"][0]["latent"].shape
     bundle = Bundle(
@@ -136,9 +165,9 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         latent=LatentSpec(channels=int(latent_shape[1]), size=int(latent_shape[2]),
                           scale=float(autoencoder.latent_scale)),
         visemes=VISEMES, viseme_context=student.config.viseme_window // 2,
-        audio=MelConfig(), schedules=schedules, variants=variants,
+        audio=MelConfig(), schedules=schedules, variants=specs,
         provenance=_provenance(student_path, state, manifest),
-        evaluation={"parity_max_abs_error_fp32": errors,
+        evaluation={"parity_max_abs_error_vs_torch": errors,
                     "student_config": to_dict(config.model)})
     write_bundle_yaml(bundle, staging)
     if out.exists():

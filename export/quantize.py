@@ -20,6 +20,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from export.quiet import quiet
 from training.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -38,20 +39,14 @@ def quantize_onnx(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]]) -
     if not samples:
         raise ValueError(f"{fp32}: no calibration samples")
     out.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every bias copy to root
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            prepared = Path(folder) / "prepared.onnx"
-            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-            with atomic_path(out) as tmp:
-                quantize_static(str(prepared), str(tmp), _Samples(samples),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax,
-                                extra_options={"ActivationSymmetric": False})
-    finally:
-        root.setLevel(level)
+    with quiet(), tempfile.TemporaryDirectory() as folder:
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(out) as tmp:
+            quantize_static(str(prepared), str(tmp), _Samples(samples),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False})
     log.info("quantized %s -> %s with %d samples", fp32.name, out, len(samples))
     return out

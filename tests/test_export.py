@@ -32,9 +32,9 @@ def _inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def test_bundle_loads_and_every_graph_runs_in_both_onnx_variants(tiny_bundle):
+def test_bundle_loads_and_every_graph_runs_in_all_four_variants(tiny_bundle):
     bundle, root = load_bundle(tiny_bundle)
-    assert set(bundle.variants) == {"onnx-fp32", "onnx-int8"}
+    assert set(bundle.variants) == {"onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"}
     assert set(bundle.schedules) == {1, 2, 4, 8}
     assert bundle.notice and bundle.provenance["git_commit"]
     for variant, graphs in bundle.variants.items():
@@ -48,8 +48,30 @@ def test_bundle_loads_and_every_graph_runs_in_both_onnx_variants(tiny_bundle):
     frame = open_graph(bundle, root, "onnx-fp32", "decoder").run(
         {"latent": np.zeros((1, 4, 16, 16), np.float32)})[0]
     assert frame.shape == (bundle.resolution, bundle.resolution, 3) and frame.dtype == np.uint8
-    errors = bundle.evaluation["parity_max_abs_error_fp32"]
-    assert max(v for k, v in errors.items() if k != "decoder") < 1e-3 and errors["decoder"] <= 1
+    for variant, errors in bundle.evaluation["parity_max_abs_error_vs_torch"].items():
+        assert max(v for k, v in errors.items() if k != "decoder") < 1e-3, variant
+        assert errors["decoder"] <= 1, variant
+
+
+@pytest.mark.parametrize("variant", ["onnx-int8", "tflite-fp32", "tflite-int8"])
+def test_variants_agree_with_onnx_fp32_on_a_real_frame(tiny_bundle, variant):
+    """Same reference photo and noise through reference -> generate_2 -> decoder: fp32
+    variants agree exactly, int8 ones approximately."""
+    bundle, root = load_bundle(tiny_bundle)
+
+    def frame(v: str) -> np.ndarray:
+        ref = open_graph(bundle, root, v, "reference").run(
+            {"image": np.full((128, 128, 3), 140, np.uint8)})
+        rng = np.random.default_rng(3)
+        x0 = open_graph(bundle, root, v, "generate_2").run({
+            "noise": rng.standard_normal((1, 4, 16, 16)).astype(np.float32),
+            "renoise": rng.standard_normal((1, 4, 16, 16)).astype(np.float32),
+            "ref_latent": ref[0], "identity": ref[1],
+            "visemes": np.array([[0, 0, 10, 0, 0]], np.int32)})[0]
+        return open_graph(bundle, root, v, "decoder").run({"latent": x0})[0].astype(float)
+
+    error = np.abs(frame(variant) - frame("onnx-fp32")).mean()
+    assert error < (1.0 if variant == "tflite-fp32" else 40.0), error
 
 
 def test_unrolled_generate_equals_the_step_loop(tiny_bundle):

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge_runtime.bundle import VARIANTS
 from training.config import Lrs3Config, SynthConfig, load_config, override
 from training.errors import UserError
 
@@ -195,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = groups.add_parser(
         "export", help="export a trained student to a device bundle",
         description="Exports the reference, step, generate_K (K = 1, 2, 4, 8, schedules "
-                    "baked in) and decoder graphs to ONNX fp32 (checked against torch on real "
-                    "inputs) and ONNX int8 (static QDQ calibrated on inputs captured from the "
-                    "pipeline on val clips), and writes OUT/bundle.yaml.")
+                    "baked in) and decoder graphs to ONNX and TFLite fp32 (each checked "
+                    "against torch on real inputs), ONNX int8 (static QDQ) and TFLite int8 "
+                    "(full-integer), both calibrated on inputs captured from the pipeline on "
+                    "val clips, and writes OUT/bundle.yaml.")
     export.add_argument("--student", required=True,
                         help="student final.pt (names its autoencoder and identity encoder)")
     export.add_argument("--data", required=True,
@@ -206,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="bundle name (default: the folder name)")
     export.add_argument("--ae", help="autoencoder final.pt (default: the student's)")
     export.add_argument("--idenc", help="identity encoder final.pt (default: the student's)")
-    export.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
+    export.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="graph variants to write (TFLite ones need the tflite extra)")
     export.add_argument("--calibration-clips", type=_positive, default=4,
                         help="val clips whose pipeline inputs calibrate int8")
     export.add_argument("--frames-per-clip", type=_positive, default=8,
@@ -237,7 +240,7 @@ def _export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     bundle = export_bundle(Path(args.student), read_manifest(args.data), out, args.name,
-                           args.ae, args.idenc, int8=not args.no_int8,
+                           args.ae, args.idenc, variants=tuple(args.variants),
                            calibration_clips=args.calibration_clips,
                            frames_per_clip=args.frames_per_clip)
     for variant, graphs in bundle.variants.items():
