@@ -36,6 +36,8 @@ NOTICE = ("The frames this model produces are synthetic media: a machine-generat
 VARIANTS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 DTYPES = ("float32", "uint8", "int32", "int64")
 REQUIRED_GRAPHS = ("reference", "step", "decoder")
+GRAPH_KINDS = ("reference", "generate", "decoder")
+"""What precision plans address; ``generate`` covers the step and generate_K graphs."""
 
 
 class BundleError(ValueError):
@@ -95,6 +97,16 @@ class Bundle:
     """git commit, config hash, dataset, creation time."""
     evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Quality/latency measurements of the variants (written by the host)."""
+    int8_plan: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    """backend (onnx, tflite) -> graph kind (reference, generate, decoder) -> int8 or fp32:
+    what ``--precision int8`` runs; graphs whose int8 version alone lost more than the
+    budget stay fp32 (measured by tsd bundle-report)."""
+
+    def precision_of(self, backend: str, precision: str, kind: str) -> str:
+        """The variant to run graph ``kind`` from for a backend and requested precision."""
+        if precision == "int8":
+            precision = self.int8_plan.get(backend, {}).get(kind, "int8")
+        return f"{backend}-{precision}"
 
     def graph(self, variant: str, name: str) -> GraphSpec:
         try:
@@ -160,6 +172,11 @@ def _check_contents(bundle: Bundle, root: Path, source: str, verify_files: bool)
     for k in bundle.schedules:
         if k < 1:
             raise BundleError(f"{source}: schedule for {k} steps")
+    for backend, graphs in bundle.int8_plan.items():
+        for kind, precision in graphs.items():
+            if precision not in ("int8", "fp32") or kind not in GRAPH_KINDS:
+                raise BundleError(f"{source}: int8_plan.{backend}.{kind}: expected a graph "
+                                  f"kind of {GRAPH_KINDS} mapped to int8 or fp32")
 
 
 def load_bundle(folder: str | Path, verify_files: bool = True) -> tuple[Bundle, Path]:

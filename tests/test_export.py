@@ -194,3 +194,27 @@ def test_export_cli_errors_are_one_line(tiny_dataset, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.pt" in err[0]
     assert not (tmp_path / "b").exists()
+
+
+def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
+        tiny_bundle, tiny_dataset, tiny_lipread, tmp_path):
+    from export.report import bundle_report
+    from training.data.manifest import read_manifest
+
+    folder = _copy(tiny_bundle, tmp_path)
+    report = bundle_report(folder, read_manifest(tiny_dataset), tmp_path / "report", steps=2,
+                           threads=1, clips=1, frames=10, lipread=tiny_lipread)
+    variants = report["variants"]
+    for name in ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "onnx-mixed",
+                 "tflite-mixed", "onnx: int8 decoder only"):
+        assert {"psnr_vs_ground_truth", "ms_per_frame", "lipread_accuracy"} <= set(
+            variants[name]), name
+    assert variants["tflite-fp32"]["psnr_vs_onnx_fp32"] > 60  # same fp32 graph, other runtime
+    assert set(report["int8_plan"]) == {"onnx", "tflite"}
+    bundle, _ = load_bundle(folder)  # still valid after the report rewrote bundle.yaml
+    assert bundle.int8_plan == report["int8_plan"]
+    assert set(bundle.evaluation["variants"]) == set(variants)
+    kind_plan = bundle.int8_plan["onnx"]
+    assert bundle.precision_of("onnx", "int8", "decoder") == f"onnx-{kind_plan['decoder']}"
+    assert bundle.precision_of("tflite", "fp32", "decoder") == "tflite-fp32"
+    assert "| onnx-int8 |" in (tmp_path / "report" / "variants.md").read_text()

@@ -215,6 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--frames-per-clip", type=_positive, default=8,
                         help="frames per calibration clip")
     export.set_defaults(func=_export)
+
+    report = groups.add_parser(
+        "bundle-report", help="quality and latency of every variant of a bundle",
+        description="Runs each variant (and each int8 graph alone) through the device "
+                    "runtime on test clips: PSNR vs ONNX fp32 and vs ground truth, lip-reading "
+                    "accuracy, time per frame. Writes OUT/variants.json and .md and stores "
+                    "the results and the int8 plan in the bundle's bundle.yaml.")
+    report.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
+    report.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    report.add_argument("--out", required=True, help="folder for the report")
+    report.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
+                        help="student steps per frame")
+    report.add_argument("--threads", type=_positive, default=2, help="inference threads")
+    report.add_argument("--clips", type=_positive, default=4, help="test clips")
+    report.add_argument("--frames", type=_positive, default=25, help="frames per clip")
+    report.add_argument("--lipread", help="lip reader final.pt (adds lip-reading accuracy)")
+    report.set_defaults(func=_bundle_report)
     return parser
 
 
@@ -247,6 +264,16 @@ def _export(args: argparse.Namespace) -> None:
         print(f"{variant}: " + ", ".join(f"{n} {g.macs / 1e6:.1f} MMAC" for n, g in
                                          graphs.items()))
     print(f"bundle: {out}")
+
+
+def _bundle_report(args: argparse.Namespace) -> None:
+    from export.report import bundle_report
+    from training.data.manifest import read_manifest
+
+    out = Path(args.out)
+    bundle_report(Path(args.bundle), read_manifest(args.data), out, args.steps, args.threads,
+                  args.clips, args.frames, Path(args.lipread) if args.lipread else None)
+    print((out / "variants.md").read_text(), end="")
 
 
 def main(argv: list[str] | None = None) -> int:

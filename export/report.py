@@ -1,0 +1,170 @@
+"""``tsd bundle-report``: quality and latency of every variant of a bundle, run through the
+device runtime's own sessions (edge_runtime.backends) on held-out clips.
+
+Per variant: PSNR of the final frames against the ONNX fp32 variant's frames (same
+reference, noise and visemes), PSNR against the ground truth, lip-reading accuracy (with a
+lip reader checkpoint), and the time per frame of generate_K + decoder at a given thread
+count. For the int8 variants each graph is also swapped in alone (the rest fp32): a graph
+whose int8 version alone costs more than ``INT8_BUDGET_DB`` stays fp32 in the bundle's
+int8 plan, which ``--precision int8`` follows on the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_runtime.backends import open_graph
+from edge_runtime.bundle import Bundle, load_bundle, write_bundle_yaml
+from training.atomic import write_text
+from training.data.manifest import Manifest
+from training.eval.clips import EvalClip, load_clips, viseme_context
+
+log = logging.getLogger(__name__)
+
+INT8_BUDGET_DB = 0.5
+"""Largest PSNR loss against fp32 that an int8 graph may cost (the export issue's bar)."""
+SWAP_GRAPHS = ("reference", "generate", "decoder")
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+@dataclasses.dataclass
+class Runner:
+    """Sessions for one precision assignment: graph kind -> variant."""
+
+    bundle: Bundle
+    root: Path
+    variants: dict[str, str]
+    steps: int
+    threads: int
+
+    def __post_init__(self) -> None:
+        self.reference = open_graph(self.bundle, self.root, self.variants["reference"],
+                                    "reference", self.threads)
+        self.generate = open_graph(self.bundle, self.root, self.variants["generate"],
+                                   f"generate_{self.steps}", self.threads)
+        self.decoder = open_graph(self.bundle, self.root, self.variants["decoder"], "decoder",
+                                  self.threads)
+
+    def clip(self, clip: EvalClip, seed: int) -> tuple[np.ndarray, float]:
+        """-> frames uint8 [N, H, W, 3], mean seconds per frame (generate + decode)."""
+        image = ((clip.reference.permute(1, 2, 0).numpy() + 1) * 127.5).round()
+        ref_latent, identity = self.reference.run({"image": image.astype(np.uint8)})
+        rng = np.random.default_rng(seed)
+        shape = ref_latent.shape
+        feeds = {"noise": rng.standard_normal(shape).astype(np.float32),
+                 "ref_latent": ref_latent, "identity": identity}
+        if self.steps > 1:
+            feeds["renoise"] = rng.standard_normal(
+                (self.steps - 1, *shape[1:])).astype(np.float32)
+        windows = viseme_context(clip, self.bundle.viseme_context).numpy().astype(np.int32)
+        frames, spent = [], 0.0
+        for window in windows:
+            began = time.perf_counter()
+            x0 = self.generate.run(feeds | {"visemes": window[None]})[0]
+            frames.append(self.decoder.run({"latent": x0})[0])
+            spent += time.perf_counter() - began
+        return np.stack(frames), spent / len(windows)
+
+
+def _lipread(reader, frames: np.ndarray, clip: EvalClip) -> float:
+    from training.eval.report import lipread_accuracy
+
+    images = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    return lipread_accuracy(reader, images, clip)
+
+
+def _score(runner: Runner, clips: list[EvalClip], baseline: list[np.ndarray] | None,
+           reader, seed: int) -> tuple[dict[str, float], list[np.ndarray]]:
+    rows, outputs = [], []
+    for index, clip in enumerate(clips):
+        frames, seconds = runner.clip(clip, seed + index)
+        truth = ((clip.frames.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round()
+        row = {"psnr_vs_ground_truth": _psnr(frames, truth), "ms_per_frame": 1000 * seconds}
+        if baseline is not None:
+            row["psnr_vs_onnx_fp32"] = _psnr(frames, baseline[index])
+        if reader is not None:
+            row["lipread_accuracy"] = _lipread(reader, frames, clip)
+        rows.append(row)
+        outputs.append(frames)
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, outputs
+
+
+def bundle_report(folder: Path, manifest: Manifest, out: Path, steps: int = 2,
+                  threads: int = 2, clips: int = 4, frames: int = 25,
+                  lipread: Path | None = None, seed: int = 0) -> dict:
+    """Measure every variant; write out/variants.json and .md; store the results and the
+    int8 plan in the bundle's bundle.yaml."""
+    bundle, root = load_bundle(folder)
+    reader = None
+    if lipread is not None:
+        from training.models.loading import load_frozen
+
+        reader = load_frozen(lipread, "lip reader")
+    eval_clips = load_clips(manifest, "test", clips, frames)
+
+    def runner(assignment: dict[str, str]) -> Runner:
+        return Runner(bundle, root, assignment, steps, threads)
+
+    fp32 = {g: "onnx-fp32" for g in SWAP_GRAPHS}
+    base_scores, baseline = _score(runner(fp32), eval_clips, None, reader, seed)
+    base_scores["psnr_vs_onnx_fp32"] = float("inf")
+    results = {"onnx-fp32": base_scores}
+    plan: dict[str, dict[str, str]] = {}
+    for variant in (v for v in bundle.variants if v != "onnx-fp32"):
+        results[variant], _ = _score(runner({g: variant for g in SWAP_GRAPHS}), eval_clips,
+                                     baseline, reader, seed)
+        backend, precision = variant.split("-")
+        if precision != "int8" or f"{backend}-fp32" not in bundle.variants:
+            continue
+        plan[backend] = {}
+        for graph in SWAP_GRAPHS:
+            mixed = {g: f"{backend}-fp32" for g in SWAP_GRAPHS} | {graph: variant}
+            scores, _ = _score(runner(mixed), eval_clips, baseline, reader, seed)
+            loss = _psnr_loss(results[f"{backend}-fp32"], scores)
+            results[f"{backend}: int8 {graph} only"] = scores
+            plan[backend][graph] = "int8" if loss <= INT8_BUDGET_DB else "fp32"
+        mixed = {g: f"{backend}-{p}" for g, p in plan[backend].items()}
+        results[f"{backend}-mixed"], _ = _score(runner(mixed), eval_clips, baseline, reader,
+                                                seed)
+    report = {"bundle": str(folder), "steps": steps, "threads": threads,
+              "clips": [c.id for c in eval_clips], "frames_per_clip": frames,
+              "int8_budget_db": INT8_BUDGET_DB, "int8_plan": plan, "variants": results}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "variants.json", json.dumps(report, indent=2))
+    write_text(out / "variants.md", markdown(report))
+    evaluation = dict(bundle.evaluation, variants=results)
+    write_bundle_yaml(dataclasses.replace(bundle, int8_plan=plan, evaluation=evaluation), root)
+    return report
+
+
+def _psnr_loss(reference: dict[str, float], scores: dict[str, float]) -> float:
+    """dB lost against the ground truth relative to ``reference`` (positive = worse)."""
+    return reference["psnr_vs_ground_truth"] - scores["psnr_vs_ground_truth"]
+
+
+def markdown(report: dict) -> str:
+    cols = ["psnr_vs_onnx_fp32", "psnr_vs_ground_truth", "lipread_accuracy", "ms_per_frame"]
+    rows = report["variants"]
+    cols = [c for c in cols if any(c in r for r in rows.values())]
+    lines = [f"Frames at {report['steps']} steps, {report['threads']} threads, "
+             f"{len(report['clips'])} test clips x {report['frames_per_clip']} frames; time "
+             "= generate_K + decoder per frame on this machine.", "",
+             "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{row[c]:.4g}" if c in row else "" for c in cols) + " |")
+    for backend, graphs in report["int8_plan"].items():
+        lines.append("")
+        lines.append(f"{backend} int8 plan: " + ", ".join(f"{g} {p}" for g, p in graphs.items()))
+    return "\n".join(lines) + "\n"
