@@ -17,8 +17,11 @@ import torch
 
 from edge_runtime.schedule import StepSchedule
 from export.graphs import STEP_INPUTS, GenerateGraph, ReferenceGraph, StepGraph, generate_inputs
+from training.config import VisemeRecognizerConfig
 from training.data.manifest import Manifest
+from training.data.media import read_wav
 from training.eval.clips import load_clips, viseme_context
+from training.tasks.visemes import mel_window
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +72,20 @@ def capture(manifest: Manifest, reference: ReferenceGraph, step: StepGraph,
                 out.add("decoder", {"latent": generate(*inputs.values())})
     log.info("captured %s", {k: len(v) for k, v in out.samples.items()})
     return out
+
+
+def capture_visemes(manifest: Manifest, cfg: VisemeRecognizerConfig, split: str = "val",
+                    clips: int = 4, frames_per_clip: int = 32) -> list[Sample]:
+    """Log-mel windows of the visemes graph over held-out clips (what the device computes)."""
+    samples = []
+    for clip in load_clips(manifest, split, clips, max_frames=10_000):
+        count = len(clip.visemes)
+        audio = _full_audio(manifest, clip.id)
+        for frame in np.linspace(0, count - 1, frames_per_clip).round().astype(int):
+            samples.append({"mel": mel_window(audio, int(frame), cfg)[None]})
+    return samples
+
+
+def _full_audio(manifest: Manifest, clip_id: str) -> np.ndarray:
+    clip = next(c for c in manifest.clips if c.id == clip_id)
+    return read_wav(manifest.resolve(clip.audio))[0]

@@ -36,7 +36,7 @@ NOTICE = ("The frames this model produces are synthetic media: a machine-generat
 VARIANTS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 DTYPES = ("float32", "uint8", "int32", "int64")
 REQUIRED_GRAPHS = ("reference", "step", "decoder")
-GRAPH_KINDS = ("reference", "generate", "decoder")
+GRAPH_KINDS = ("reference", "generate", "decoder", "visemes")
 """What precision plans address; ``generate`` covers the step and generate_K graphs."""
 
 
@@ -76,6 +76,20 @@ class LatentSpec:
 
 
 @dataclass(frozen=True)
+class RecognizerSpec:
+    """How the ``visemes`` graph windows the log-mel stream."""
+
+    context: int
+    """Log-mel frames (10 ms) before the video frame's own 4."""
+    lookahead: int
+    """Log-mel frames after them: the recogniser's look-ahead."""
+
+    @property
+    def window(self) -> int:
+        return self.context + 4 + self.lookahead
+
+
+@dataclass(frozen=True)
 class Bundle:
     schema_version: int
     name: str
@@ -97,6 +111,8 @@ class Bundle:
     """git commit, config hash, dataset, creation time."""
     evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Quality/latency measurements of the variants (written by the host)."""
+    recognizer: RecognizerSpec | None = None
+    """Present when the bundle has a ``visemes`` graph (tsd export --visemes)."""
     int8_plan: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """backend (onnx, tflite) -> graph kind (reference, generate, decoder) -> int8 or fp32:
     what ``--precision int8`` runs; graphs whose int8 version alone lost more than the

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration.capture import Captured, capture
+from calibration.capture import Captured, capture, capture_visemes
 from edge_runtime.audio_features import MelConfig
 from edge_runtime.backends import OnnxSession, TFLiteSession
 from edge_runtime.bundle import (
@@ -29,6 +29,7 @@ from edge_runtime.bundle import (
     Bundle,
     GraphSpec,
     LatentSpec,
+    RecognizerSpec,
     sha256_file,
     write_bundle_yaml,
 )
@@ -54,7 +55,8 @@ log = logging.getLogger(__name__)
 
 STEP_COUNTS = (1, 2, 4, 8)
 PARITY_SAMPLES = 8
-OUTPUTS = {"reference": ("ref_latent", "identity"), "step": ("x0",), "decoder": ("frame",)}
+OUTPUTS = {"reference": ("ref_latent", "identity"), "step": ("x0",), "decoder": ("frame",),
+           "visemes": ("logits",)}
 
 
 def _graph_defs(student: torch.nn.Module, autoencoder, identity,
@@ -107,9 +109,9 @@ def _provenance(student_path: Path, state: dict, manifest: Manifest) -> dict[str
 def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str | None = None,
                   autoencoder_path: str | None = None, identity_path: str | None = None,
                   variants: tuple[str, ...] = VARIANTS, calibration_clips: int = 4,
-                  frames_per_clip: int = 8) -> Bundle:
+                  frames_per_clip: int = 8, visemes_path: Path | None = None) -> Bundle:
     """Export the student (with the autoencoder and identity encoder its config names, or
-    the given ones) to a bundle at ``out``."""
+    the given ones) and optionally the audio viseme recogniser to a bundle at ``out``."""
     from calibration.schedules import load_student
 
     state, config, student = load_student(student_path)
@@ -123,6 +125,13 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
     modules = _graph_defs(student.eval(), autoencoder, identity, schedules)
     captured = capture(manifest, modules["reference"], modules["step"], schedules,
                        clips=calibration_clips, frames_per_clip=frames_per_clip)
+    recognizer = None
+    if visemes_path is not None:
+        model = load_frozen(visemes_path, "viseme recognizer")
+        modules["visemes"] = model
+        captured.samples["visemes"] = capture_visemes(manifest, model.config,
+                                                      clips=calibration_clips)
+        recognizer = RecognizerSpec(model.config.context, model.config.lookahead)
 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -166,7 +175,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
                           scale=float(autoencoder.latent_scale)),
         visemes=VISEMES, viseme_context=student.config.viseme_window // 2,
         audio=MelConfig(), schedules=schedules, variants=specs,
-        provenance=_provenance(student_path, state, manifest),
+        provenance=_provenance(student_path, state, manifest), recognizer=recognizer,
         evaluation={"parity_max_abs_error_vs_torch": errors,
                     "student_config": to_dict(config.model)})
     write_bundle_yaml(bundle, staging)

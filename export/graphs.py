@@ -6,6 +6,7 @@
   generate_K  K steps unrolled with the K-step schedule baked in: noise [1, C, h, w],
               renoise [K-1, C, h, w] (not for K = 1), ref_latent, identity, visemes -> x0
   decoder     latent [1, C, h, w] -> frame uint8 [H, W, 3] RGB (clamp, scale, layout inside)
+  visemes     log-mel window [1, W, n_mels] -> viseme logits [1, 15] (the audio recogniser)
 
 Pre- and post-processing live inside the graphs so the runtime only moves arrays. The student
 predicts v; abar = sigmoid(log-SNR), so the step graph turns v into x0 without any schedule

@@ -95,12 +95,19 @@ def tiny_lipread(tiny_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_dataset, tiny_student, tmp_path_factory) -> Path:
-    """A bundle (ONNX fp32 + int8) exported from the tiny student."""
+def tiny_visemes(tiny_dataset, tmp_path_factory) -> Path:
+    """final.pt of a tiny audio viseme recogniser run on the tiny dataset."""
+    return _train("visemes", "visemes-tiny.yaml", tiny_dataset,
+                  tmp_path_factory.mktemp("visemes"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_dataset, tiny_student, tiny_visemes, tmp_path_factory) -> Path:
+    """A bundle (all four variants, with the viseme recogniser) from the tiny models."""
     from export.bundle import export_bundle
     from training.data.manifest import read_manifest
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_bundle(tiny_student, read_manifest(tiny_dataset), out, calibration_clips=2,
-                  frames_per_clip=3)
+                  frames_per_clip=3, visemes_path=tiny_visemes)
     return out

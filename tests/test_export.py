@@ -25,6 +25,8 @@ def _inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
             feeds[spec.name] = rng.integers(0, 256, spec.shape, dtype=np.uint8)
         elif spec.dtype == "int32":
             feeds[spec.name] = rng.integers(0, 15, spec.shape).astype(np.int32)
+        elif spec.name == "mel":
+            feeds[spec.name] = rng.normal(-6, 2, spec.shape).astype(np.float32)
         elif spec.name == "noise_level":
             feeds[spec.name] = np.full(spec.shape, 1.0, np.float32)
         else:
@@ -39,7 +41,7 @@ def test_bundle_loads_and_every_graph_runs_in_all_four_variants(tiny_bundle):
     assert bundle.notice and bundle.provenance["git_commit"]
     for variant, graphs in bundle.variants.items():
         assert set(graphs) == {"reference", "step", "decoder", "generate_1", "generate_2",
-                               "generate_4", "generate_8"}
+                               "generate_4", "generate_8", "visemes"}
         for name in graphs:
             session = open_graph(bundle, root, variant, name)
             outputs = session.run(_inputs(session))

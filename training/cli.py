@@ -147,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Trains one model; resumes automatically from "
                                           "OUT/last.pt. Launch with torchrun "
                                           "--nproc_per_node N for DDP.")
-    train.add_argument("target", choices=["ae", "idenc", "sync", "lipread", "teacher", "student"],
+    train.add_argument("target",
+                       choices=["ae", "idenc", "sync", "lipread", "visemes", "teacher", "student"],
                        help="what to train: ae (autoencoder), idenc (identity encoder), "
-                            "sync (sync expert), lipread (lip-reading viseme classifier, an eval "
-                            "metric), teacher (diffusion teacher; needs ae and "
-                            "idenc), student (consistency distillation; needs the teacher)")
+                            "sync (sync expert), lipread (lip-reading viseme classifier, an "
+                            "eval metric), visemes (audio viseme recogniser for the device), "
+                            "teacher (diffusion teacher; needs ae, idenc and sync), student "
+                            "(consistency distillation; needs the teacher)")
     train.add_argument("--config", required=True, help="YAML run config (configs/train/)")
     train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
     train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")
@@ -206,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset folder or manifest.jsonl (its val clips calibrate int8)")
     export.add_argument("--out", required=True, help="bundle folder to write (replaced)")
     export.add_argument("--name", help="bundle name (default: the folder name)")
+    export.add_argument("--visemes", help="audio viseme recogniser final.pt (tsd train visemes) "
+                        "to include as the visemes graph")
     export.add_argument("--ae", help="autoencoder final.pt (default: the student's)")
     export.add_argument("--idenc", help="identity encoder final.pt (default: the student's)")
     export.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
@@ -259,7 +263,8 @@ def _export(args: argparse.Namespace) -> None:
     bundle = export_bundle(Path(args.student), read_manifest(args.data), out, args.name,
                            args.ae, args.idenc, variants=tuple(args.variants),
                            calibration_clips=args.calibration_clips,
-                           frames_per_clip=args.frames_per_clip)
+                           frames_per_clip=args.frames_per_clip,
+                           visemes_path=Path(args.visemes) if args.visemes else None)
     for variant, graphs in bundle.variants.items():
         print(f"{variant}: " + ", ".join(f"{n} {g.macs / 1e6:.1f} MMAC" for n, g in
                                          graphs.items()))

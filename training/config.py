@@ -227,6 +227,31 @@ class LipReaderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VisemeRecognizerConfig:
+    """Audio -> viseme recogniser: a window of log-mel frames around one video frame -> that
+    frame's viseme logits. Stateless, so the exported graph streams by sliding the window."""
+
+    context: int = 24
+    """Log-mel frames (10 ms) before the video frame's own 4 frames."""
+    lookahead: int = 8
+    """Log-mel frames after them: the recogniser's look-ahead (8 = 80 ms), a latency cost."""
+    channels: tuple[int, ...] = (96, 96, 96)
+    """Widths of the temporal conv stages (each halves the time axis)."""
+    kernel: int = 5
+    """Temporal kernel size."""
+
+    @property
+    def window(self) -> int:
+        """Log-mel frames per call: context + the frame's 4 + lookahead."""
+        return self.context + 4 + self.lookahead
+
+    def validate(self, where: str) -> None:
+        _check(self.context >= 0 and self.lookahead >= 0, where, "lookahead",
+               "context and lookahead must be >= 0")
+        _check(self.kernel % 2 == 1, where, "kernel", "must be odd")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping shared by every ``tsd train`` run."""
 
@@ -496,6 +521,29 @@ class EvalConfig:
                "teacher_steps", "step counts must be >= 1")
         _check(all(0 < t < 1 for t in self.table1_times + self.reference_starts), where,
                "table1_times", "times must be in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class VisemeRunConfig:
+    """``tsd train visemes``: the audio viseme recogniser the device runs."""
+
+    model: VisemeRecognizerConfig = VisemeRecognizerConfig()
+    """Architecture."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation."""
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    """Random gain applied to training audio (microphones differ in level)."""
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    """White noise added at a random SNR in this range (rooms are not silent)."""
+    items_per_clip: int = 32
+    """Frames sampled per clip per epoch."""
+
+    def validate(self, where: str) -> None:
+        self.model.validate(f"{where}.model")
+        self.train.validate(f"{where}.train")
+        _check(self.gain_db[0] <= self.gain_db[1], where, "gain_db", "must be (low, high)")
+        _check(self.noise_snr_db[0] <= self.noise_snr_db[1], where, "noise_snr_db",
+               "must be (low, high)")
 
 
 def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -> None:

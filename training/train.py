@@ -11,6 +11,7 @@ from training.config import (
     StudentRunConfig,
     SyncRunConfig,
     TeacherRunConfig,
+    VisemeRunConfig,
     load_config,
 )
 from training.data.manifest import Manifest
@@ -18,7 +19,7 @@ from training.trainer import Trainer, init_distributed
 
 RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig,
                "student": StudentRunConfig, "sync": SyncRunConfig,
-               "lipread": LipReadRunConfig}
+               "lipread": LipReadRunConfig, "visemes": VisemeRunConfig}
 
 
 def build_task(target: str, config, manifest: Manifest):
@@ -46,6 +47,10 @@ def build_task(target: str, config, manifest: Manifest):
         from training.tasks.lipread import LipReadTask
 
         return LipReadTask(config, manifest)
+    if target == "visemes":
+        from training.tasks.visemes import VisemeTask
+
+        return VisemeTask(config, manifest)
     raise ValueError(f"unknown training target {target!r}")
 
 

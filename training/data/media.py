@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import wave
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -13,6 +12,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.sinks import Mp4Writer
 from training.atomic import atomic_path
 from training.errors import UserError
 
@@ -107,38 +107,16 @@ def read_frames(directory: Path, start: int = 0, count: int | None = None) -> np
 
 def write_mp4(path: str | Path, frames_rgb: np.ndarray, fps: int,
               audio: np.ndarray | None = None, rate: int = SAMPLE_RATE, crf: int = 18) -> None:
-    """H.264 video (+ AAC audio) mp4, atomically. frames_rgb: [T, H, W, 3] uint8 (even H, W)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=fps)
-            video.height, video.width = frames_rgb.shape[1:3]
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf), "preset": "medium"}
-            astream = None
-            if audio is not None:
-                astream = container.add_stream("aac", rate=rate, layout="mono")
-            for frame in frames_rgb:
-                for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in video.encode():
-                container.mux(packet)
-            if astream is not None:
-                _encode_audio(container, astream, to_int16(np.asarray(audio)), rate)
-
-
-def _encode_audio(container, stream, samples: np.ndarray, rate: int) -> None:
-    chunk = 1024
-    for start in range(0, len(samples), chunk):
-        part = samples[start:start + chunk]
-        frame = av.AudioFrame.from_ndarray(part[None, :], format="s16", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+    """H.264 video (+ AAC audio) mp4, atomically. frames_rgb: [T, H, W, 3] uint8 (even H, W).
+    The runtime's writer (edge_runtime.sinks), so host previews and device output match."""
+    writer = Mp4Writer(path, fps, crf, audio_rate=None if audio is None else rate)
+    try:
+        for frame in frames_rgb:
+            writer.add(frame)
+        writer.close(None if audio is None else np.asarray(audio, np.float32))
+    except BaseException:
+        writer.abort()
+        raise
 
 
 @dataclass

@@ -13,6 +13,7 @@ from training.config import (
     IdentityEncoderConfig,
     LipReaderConfig,
     SyncExpertConfig,
+    VisemeRecognizerConfig,
     from_dict,
 )
 from training.errors import UserError
@@ -21,13 +22,15 @@ from training.models.denoiser import Denoiser
 from training.models.identity import IdentityEncoder
 from training.models.lipread import LipReader
 from training.models.sync import SyncExpert
+from training.models.visemes import VisemeRecognizer
 
 _MODELS = {"autoencoder": (Autoencoder, AutoencoderConfig),
            "identity encoder": (IdentityEncoder, IdentityEncoderConfig),
            "teacher": (Denoiser, DenoiserConfig),
            "student": (Denoiser, DenoiserConfig),
            "sync expert": (SyncExpert, SyncExpertConfig),
-           "lip reader": (LipReader, LipReaderConfig)}
+           "lip reader": (LipReader, LipReaderConfig),
+           "viseme recognizer": (VisemeRecognizer, VisemeRecognizerConfig)}
 
 
 def load_frozen(path: str | Path, kind: str) -> nn.Module:

@@ -1,0 +1,149 @@
+"""``edge-run``: audio -> visemes -> talking-face frames on the device (torch-free).
+
+This first version reads audio from a wav file or stdin (offline or at real-time pace) and
+renders E1 (full) frames to an mp4 with the audio, PNG frames or nowhere; the microphone,
+E2 hybrid streaming and the layered config file follow (edge runtime issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
+from edge_runtime.backends import BACKENDS, open_graph
+from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.pipeline import Pipeline
+from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
+from edge_runtime.sinks import open_sink
+from edge_runtime.viseme_stream import (
+    FileRecognizer,
+    LearnedRecognizer,
+    SilentRecognizer,
+    VisemeStream,
+)
+
+log = logging.getLogger("edge-run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-run", description="Render a talking face from speech with a TempoSync "
+        "bundle (numpy + onnxruntime/LiteRT). Output is synthetic media.")
+    parser.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
+    parser.add_argument("--mode", choices=["full"], default="full",
+                        help="full (E1): everything on this device")
+    parser.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
+                        help="student steps per frame (the bundle's fixed schedule)")
+    parser.add_argument("--audio", required=True,
+                        help="FILE.wav (any rate, mono or stereo, 16-bit) or - for raw 16 kHz "
+                             "mono 16-bit PCM on stdin")
+    parser.add_argument("--offline", action="store_true",
+                        help="process as fast as possible instead of at real-time pace")
+    parser.add_argument("--reference", help="reference photo (any size; the face is found "
+                        "and cropped); needed unless --sink null")
+    parser.add_argument("--sink", default="null",
+                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null")
+    parser.add_argument("--visemes", default="auto",
+                        help="viseme source: model (the bundle's recogniser), none (all sil), "
+                             "file:PATH (.npy ids or JSON lines), auto (model if the bundle "
+                             "has one, else none)")
+    parser.add_argument("--emit-visemes", metavar="PATH",
+                        help="write the viseme stream as JSON lines to PATH (- for stdout)")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="onnxruntime",
+                        help="inference runtime")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="graph precision (int8 follows the bundle's int8 plan)")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads per graph")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the stream's noise")
+    parser.add_argument("--stats", metavar="PATH", help="write the run's stats as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: int):
+    if spec == "auto":
+        spec = "model" if "visemes" in bundle.variants.get("onnx-fp32", {}) else "none"
+        if spec == "none":
+            log.warning("the bundle has no viseme recogniser; the mouth will rest (sil)")
+    if spec == "none":
+        return SilentRecognizer()
+    if spec.startswith("file:"):
+        return FileRecognizer(spec[5:])
+    if spec == "model":
+        if bundle.recognizer is None:
+            raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (export it "
+                              "with tsd export --visemes)")
+        variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
+        session = open_graph(bundle, root, variant, "visemes", threads)
+        return LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor)
+    raise ValueError(f"unknown viseme source {spec!r} (model, none, file:PATH, auto)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    bundle, root = load_bundle(args.bundle)
+    audio = read_stdin_pcm() if args.audio == "-" else read_audio_file(args.audio)
+    renderer = None
+    if args.sink != "null" or args.reference:
+        if not args.reference:
+            raise ValueError("--reference PHOTO is needed to render frames")
+        renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
+                            args.threads, args.mode, args.seed)
+        renderer.set_reference(prepare_reference(args.reference, bundle.resolution))
+    recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
+                             args.threads)
+    stream = VisemeStream(recognizer, bundle.fps)
+    emit_file = None
+    emit = None
+    if args.emit_visemes:
+        emit_file = sys.stdout if args.emit_visemes == "-" else open(args.emit_visemes, "w")  # noqa: SIM115
+
+        def emit(event):
+            emit_file.write(event.to_json() + "\n")
+
+    sink = open_sink(args.sink, bundle.fps)
+    try:
+        stats = Pipeline(stream, renderer, sink, emit).run(audio, realtime=not args.offline)
+    finally:
+        if emit_file is not None and emit_file is not sys.stdout:
+            emit_file.close()
+    summary = stats.summary() | {
+        "viseme_latency_ms": 1000 * stream.latency_s,
+        "render_context_ms": 1000 * (renderer.bundle.viseme_context if renderer else 0)
+        / bundle.fps}
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    stages = ", ".join(f"{k} {v['mean']:.1f} ms (p95 {v['p95']:.1f})"
+                       for k, v in summary["stages_ms"].items())
+    print(f"edge-run: {summary['frames']} frames, {summary['dropped']} dropped, "
+          f"{summary['fps']:.1f} fps; {stages}; viseme delay {summary['viseme_latency_ms']:.0f}"
+          f" ms + render context {summary['render_context_ms']:.0f} ms", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _print_summary(run(args))
+    except (BundleError, AudioError, PhotoError, ValueError) as exc:
+        print(f"edge-run: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edge-run: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The per-stream loop: audio -> visemes -> frames -> sink, offline or at real-time pace.
+
+Frame t is rendered once the visemes of frames t-c..t+c are known (c = the bundle's viseme
+context). At real-time pace the audio is fed as the wall clock says it has arrived; when
+rendering falls behind and several frames are ready, all but the newest are dropped (and
+counted) so latency never accumulates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.renderer import Renderer
+from edge_runtime.sinks import Sink
+from edge_runtime.viseme_stream import VisemeEvent, VisemeStream
+from edge_runtime.visemes import SIL
+
+CHUNK_S = 0.02
+"""Audio is fed in 20 ms chunks (a typical capture block)."""
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    dropped: int = 0
+    wall_s: float = 0.0
+    stages_ms: dict[str, list[float]] = field(default_factory=lambda: {
+        "visemes": [], "generate": [], "decode": [], "sink": []})
+
+    def summary(self) -> dict:
+        stages = {}
+        for name, values in self.stages_ms.items():
+            if values:
+                v = np.asarray(values)
+                stages[name] = {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
+                                "p95": float(np.percentile(v, 95)), "count": len(v)}
+        return {"frames": self.frames, "dropped": self.dropped, "wall_s": self.wall_s,
+                "fps": self.frames / self.wall_s if self.wall_s else 0.0, "stages_ms": stages}
+
+
+class Pipeline:
+    def __init__(self, stream: VisemeStream, renderer: Renderer | None, sink: Sink,
+                 emit: Callable[[VisemeEvent], None] | None = None):
+        self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
+        self.context = renderer.bundle.viseme_context if renderer else 0
+        self.tokens: list[int] = []
+        self.next_frame = 0
+        self.stats = Stats()
+
+    def _accept(self, events: list[VisemeEvent]) -> None:
+        for event in events:
+            self.tokens.append(event.token)
+            if self.emit is not None:
+                self.emit(event)
+
+    def _window(self, frame: int, final: bool) -> np.ndarray | None:
+        """Tokens frame-c..frame+c, ``sil`` before the start (and after the end when final)."""
+        end = frame + self.context
+        if end >= len(self.tokens) and not final:
+            return None
+        index = np.arange(frame - self.context, end + 1)
+        known = (index >= 0) & (index < len(self.tokens))
+        window = np.full(len(index), SIL, np.int32)
+        window[known] = np.asarray(self.tokens)[index[known]]
+        return window
+
+    def _render(self, frame: int, window: np.ndarray) -> None:
+        if self.renderer is None:
+            return
+        stages = self.stats.stages_ms
+        began = time.perf_counter()
+        latent = self.renderer.latent(window)
+        made = time.perf_counter()
+        stages["generate"].append(1000 * (made - began))
+        if self.renderer.decoder is not None:
+            image = self.renderer.decode(latent)
+            decoded = time.perf_counter()
+            stages["decode"].append(1000 * (decoded - made))
+            self.sink.write(frame, image)
+            stages["sink"].append(1000 * (time.perf_counter() - decoded))
+        self.stats.frames += 1
+
+    def _ready(self, final: bool) -> int:
+        last = len(self.tokens) - 1 if final else len(self.tokens) - 1 - self.context
+        return max(last - self.next_frame + 1, 0)
+
+    def _push(self, audio: np.ndarray) -> None:
+        began = time.perf_counter()
+        self._accept(self.stream.push(audio))
+        self.stats.stages_ms["visemes"].append(1000 * (time.perf_counter() - began))
+
+    def _drain(self, final: bool, realtime: bool) -> None:
+        while (ready := self._ready(final)) > 0:
+            if realtime and ready > 1:  # behind: skip to the newest frame
+                self.stats.dropped += ready - 1
+                self.next_frame += ready - 1
+            self._render(self.next_frame, self._window(self.next_frame, final))
+            self.next_frame += 1
+            if realtime:
+                return
+
+    def run(self, audio: np.ndarray, realtime: bool = False) -> Stats:
+        """Process a whole signal (16 kHz mono); at real-time pace when ``realtime``."""
+        chunk = int(CHUNK_S * SAMPLE_RATE)
+        start = time.monotonic()
+        position = 0
+        while position < len(audio):
+            if realtime:
+                due = int((time.monotonic() - start) * SAMPLE_RATE)
+                if due < position + chunk:
+                    time.sleep((position + chunk - due) / SAMPLE_RATE)
+                    due = int((time.monotonic() - start) * SAMPLE_RATE)
+                end = min(len(audio), max(due, position + chunk))
+            else:
+                end = min(len(audio), position + chunk)
+            self._push(audio[position:end])
+            position = end
+            self._drain(final=False, realtime=realtime)
+        self._accept(self.stream.finish())
+        self._drain(final=True, realtime=False)
+        self.stats.wall_s = time.monotonic() - start
+        self.sink.close(audio)
+        return self.stats

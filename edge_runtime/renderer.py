@@ -1,0 +1,86 @@
+"""Frames from viseme windows: the reference graph once per stream, then per frame the
+unrolled K-step sampler (generate_K, the bundle's fixed schedule baked in) and, in full (E1)
+mode, the decoder.
+
+One stream = one reference and one fixed set of noises (start and re-noising), shared by
+every frame: frames differ only through their visemes, so noise cannot flicker. Inputs are
+allocated once; per frame only the viseme window is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.backends import open_graph
+from edge_runtime.bundle import Bundle, BundleError
+from edge_runtime.face_crop import centre_box, crop, detect_face, square_box
+
+log = logging.getLogger(__name__)
+
+BACKEND_PREFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
+FACE_MARGIN = 0.35
+"""Crop margin around the detected face, as in the LRS3 preprocessing (Lrs3Config)."""
+
+
+class PhotoError(ValueError):
+    """A reference photo that cannot be used."""
+
+
+def prepare_reference(path: str | Path, size: int) -> np.ndarray:
+    """Photo of any size and aspect -> uint8 RGB [size, size, 3]: the face found by OpenCV's
+    Haar cascade with a margin, or a centre crop (with a warning) when none is found."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise PhotoError(f"{path}: cannot read the reference image (missing or not an "
+                              "image)")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    face = detect_face(rgb)
+    if face is None:
+        log.warning("%s: no face found; using a centre crop", path)
+        box = centre_box(rgb)
+    else:
+        box = square_box(face, FACE_MARGIN)
+    return crop(rgb, box, size)
+
+
+class Renderer:
+    def __init__(self, bundle: Bundle, root: Path, steps: int, backend: str = "onnxruntime",
+                 precision: str = "fp32", threads: int = 2, mode: str = "full", seed: int = 0):
+        if steps not in bundle.schedules:
+            raise BundleError(f"bundle {bundle.name!r} has no {steps}-step schedule (it has "
+                              f"{sorted(bundle.schedules)})")
+        prefix = BACKEND_PREFIX[backend]
+
+        def graph(kind: str, name: str):
+            return open_graph(bundle, root, bundle.precision_of(prefix, precision, kind), name,
+                              threads)
+
+        self.bundle, self.steps, self.mode = bundle, steps, mode
+        self.reference = graph("reference", "reference")
+        self.generate = graph("generate", f"generate_{steps}")
+        self.decoder = graph("decoder", "decoder") if mode == "full" else None
+        rng = np.random.default_rng(seed)
+        latent = (1, bundle.latent.channels, bundle.latent.size, bundle.latent.size)
+        self.feeds: dict[str, np.ndarray] = {
+            "noise": rng.standard_normal(latent).astype(np.float32),
+            "visemes": np.zeros((1, 2 * bundle.viseme_context + 1), np.int32)}
+        if steps > 1:
+            self.feeds["renoise"] = rng.standard_normal(
+                (steps - 1, *latent[1:])).astype(np.float32)
+
+    def set_reference(self, image: np.ndarray) -> None:
+        """uint8 RGB [res, res, 3] -> the stream's reference latent and identity."""
+        ref_latent, identity = self.reference.run({"image": image})
+        self.feeds["ref_latent"], self.feeds["identity"] = ref_latent, identity
+
+    def latent(self, window: np.ndarray) -> np.ndarray:
+        """Viseme tokens t-c..t+c [2c+1] -> the frame's latent [1, C, h, w]."""
+        self.feeds["visemes"][0] = window
+        return self.generate.run(self.feeds)[0]
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        return self.decoder.run({"latent": latent})[0]

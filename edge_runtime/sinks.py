@@ -1,0 +1,146 @@
+"""Where rendered frames go: an mp4 with the input audio muxed in, PNG frames, or nowhere
+(``null``, for benchmarks). Frames arrive in order with their index; a dropped frame is
+filled with the previous one, so the video keeps a constant rate and stays in sync with the
+audio however many frames were dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_runtime.audio_features import SAMPLE_RATE
+
+
+class Sink(Protocol):
+    def write(self, index: int, frame: np.ndarray) -> None:
+        """frame: uint8 [H, W, 3] RGB for video frame ``index`` (increasing)."""
+        ...
+
+    def close(self, audio: np.ndarray | None = None) -> None:
+        """Finish; ``audio`` (16 kHz mono float32) is what was rendered, for muxing."""
+        ...
+
+
+class NullSink:
+    def write(self, index: int, frame: np.ndarray) -> None:
+        pass
+
+    def close(self, audio: np.ndarray | None = None) -> None:
+        pass
+
+
+class PngSink:
+    """folder/frame_000000.png, ... (each written atomically)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        path = self.folder / f"frame_{index:06d}.png"
+        tmp = path.with_name(f".{path.name}.partial.png")
+        cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        os.replace(tmp, path)
+
+    def close(self, audio: np.ndarray | None = None) -> None:
+        pass
+
+
+class Mp4Writer:
+    """H.264 video (+ AAC audio) mp4 written frame by frame; appears at ``path`` only when
+    closed (it is written next to it and renamed). The audio stream must exist before the
+    first frame is muxed, so ``audio_rate`` is given up front and the samples at close."""
+
+    def __init__(self, path: str | Path, fps: int, crf: int = 18,
+                 audio_rate: int | None = SAMPLE_RATE):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4",
+                                   dir=self.path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output is a normal file
+        self._tmp = Path(tmp)
+        self._container = av.open(tmp, mode="w", format="mp4")
+        self._video = self._container.add_stream("libx264", rate=fps)
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(crf), "preset": "veryfast"}
+        self._audio = None
+        if audio_rate is not None:
+            self._audio = self._container.add_stream("aac", rate=audio_rate, layout="mono")
+        self._sized = False
+        self.frames = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        import av
+
+        if not self._sized:
+            self._video.height, self._video.width = frame.shape[:2]
+            self._sized = True
+        for packet in self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self, audio: np.ndarray | None = None) -> None:
+        import av
+
+        for packet in self._video.encode():
+            self._container.mux(packet)
+        stream = self._audio
+        if stream is not None and audio is not None and len(audio):
+            rate = stream.rate
+            samples = (np.clip(np.asarray(audio, np.float32), -1, 1) * 32767).astype(np.int16)
+            for start in range(0, len(samples), 1024):
+                part = samples[start:start + 1024]
+                chunk = av.AudioFrame.from_ndarray(part[None, :], format="s16", layout="mono")
+                chunk.sample_rate, chunk.pts = rate, start
+                chunk.time_base = Fraction(1, rate)
+                for packet in stream.encode(chunk):
+                    self._container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._container.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class Mp4Sink:
+    def __init__(self, path: str | Path, fps: int):
+        self.writer = Mp4Writer(path, fps)
+        self._last: np.ndarray | None = None
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        while self._last is not None and self.writer.frames < index:  # dropped frames
+            self.writer.add(self._last)
+        self.writer.add(frame)
+        self._last = frame
+
+    def close(self, audio: np.ndarray | None = None) -> None:
+        self.writer.close(audio)
+
+
+def open_sink(spec: str, fps: int) -> Sink:
+    """``null``, ``*.mp4`` or a folder for PNG frames (``png:FOLDER`` or ``FOLDER/``)."""
+    if spec == "null":
+        return NullSink()
+    if spec.endswith(".mp4"):
+        return Mp4Sink(spec, fps)
+    if spec.startswith("png:"):
+        return PngSink(spec[4:])
+    if spec.endswith("/"):
+        return PngSink(spec)
+    raise ValueError(f"unknown sink {spec!r} (null, FILE.mp4, png:FOLDER or FOLDER/)")

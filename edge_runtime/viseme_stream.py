@@ -1,0 +1,211 @@
+"""Audio -> one viseme per video frame, incrementally, with voice-activity gating and explicit
+pause rules.
+
+Pipeline per pushed audio chunk: the streaming log-mel front end, a recogniser (the bundle's
+learned ``visemes`` graph, ``none`` or tokens from a file), then the pause rules:
+
+- a frame is speech when its energy is ``vad_margin_db`` above a slowly tracked noise floor
+  (and above an absolute floor); breath and room noise fall below it and map to ``sil``
+  explicitly instead of to whatever the recogniser guesses;
+- a gap of up to ``hold_frames`` keeps the last spoken shape (no flapping between words);
+- a longer gap relaxes to ``sil`` (state ``relax``) and after ``rest_frames`` the mouth is
+  at rest (state ``rest``): it never keeps moving in silence.
+
+A frame's viseme is decided once its look-ahead has arrived: the latency this stage adds is
+the frame itself (40 ms) plus the recogniser's look-ahead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_runtime.audio_features import SAMPLE_RATE, MelConfig, StreamingLogMel
+from edge_runtime.bundle import RecognizerSpec
+from edge_runtime.visemes import SIL, VISEMES
+
+MEL_PER_FRAME = 4
+
+
+@dataclass(frozen=True)
+class PauseRules:
+    """Voice-activity gating and pause handling."""
+
+    vad_margin_db: float = 12.0
+    """Speech is at least this far above the tracked noise floor."""
+    vad_floor_db: float = -55.0
+    """Frames quieter than this (dBFS) are never speech."""
+    hold_frames: int = 3
+    """Gaps up to this many frames (120 ms at 25 fps) keep the last spoken viseme."""
+    rest_frames: int = 10
+    """After this many silent frames (400 ms) the mouth is at rest."""
+
+
+@dataclass(frozen=True)
+class VisemeEvent:
+    frame: int
+    time_s: float
+    """Start of the frame in the audio stream."""
+    token: int
+    confidence: float
+    state: str
+    """speech, hold (short gap), relax (medium gap) or rest (long silence)."""
+
+    @property
+    def name(self) -> str:
+        return VISEMES[self.token]
+
+    def to_json(self) -> str:
+        return json.dumps({"frame": self.frame, "t": round(self.time_s, 3), "token": self.token,
+                           "name": self.name, "confidence": round(self.confidence, 3),
+                           "state": self.state})
+
+
+class Recognizer(Protocol):
+    lookahead_frames: int
+    """Video frames of audio needed after a frame before it can be decided."""
+
+    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+        """mel: all log-mel frames so far [n, n_mels] -> (token, confidence) of ``frame``."""
+        ...
+
+
+class LearnedRecognizer:
+    """The bundle's ``visemes`` graph over a sliding log-mel window."""
+
+    def __init__(self, session, spec: RecognizerSpec, floor: float):
+        self.session, self.spec = session, spec
+        self.lookahead_frames = -(-spec.lookahead // MEL_PER_FRAME)
+        self._silence = np.float32(np.log(floor))  # what zero audio gives (as in training)
+        self._window = np.full((1, spec.window, session.inputs[0].shape[-1]), self._silence,
+                               np.float32)
+        self._name = session.inputs[0].name
+
+    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+        first = MEL_PER_FRAME * frame - self.spec.context
+        lo, hi = max(first, 0), min(first + self.spec.window, len(mel))
+        window = self._window[0]
+        window.fill(self._silence)
+        window[lo - first:hi - first] = mel[lo:hi]
+        logits = self.session.run({self._name: self._window})[0][0]
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        token = int(probs.argmax())
+        return token, float(probs[token])
+
+
+class SilentRecognizer:
+    """``none``: every frame is ``sil`` (the paper's audio-free setting)."""
+
+    lookahead_frames = 0
+
+    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+        return SIL, 1.0
+
+
+class FileRecognizer:
+    """Precomputed tokens: a .npy of ids, or JSON lines with a ``token`` field (what
+    ``--emit-visemes`` writes). Past the end of the file: ``sil``."""
+
+    lookahead_frames = 0
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        try:
+            if path.suffix == ".npy":
+                tokens = np.load(path).astype(int).tolist()
+            else:
+                tokens = [int(json.loads(line)["token"]) for line in path.read_text().splitlines()
+                          if line.strip()]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: cannot read viseme tokens ({exc})") from None
+        bad = [t for t in tokens if not 0 <= t < len(VISEMES)]
+        if bad:
+            raise ValueError(f"{path}: token {bad[0]} is not a viseme id (0..{len(VISEMES) - 1})")
+        self.tokens = tokens
+
+    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+        return (self.tokens[frame], 1.0) if frame < len(self.tokens) else (SIL, 1.0)
+
+
+class VisemeStream:
+    """push(audio) -> the VisemeEvents decided so far; finish() -> the rest."""
+
+    def __init__(self, recognizer: Recognizer, fps: int = 25, rules: PauseRules = PauseRules(),
+                 mel: MelConfig | None = None):
+        mel = mel or MelConfig()
+        if SAMPLE_RATE % fps or (SAMPLE_RATE // fps) != MEL_PER_FRAME * mel.hop_length:
+            raise ValueError(f"{fps} fps does not give {MEL_PER_FRAME} log-mel hops per frame")
+        self.recognizer, self.fps, self.rules = recognizer, fps, rules
+        self.samples_per_frame = SAMPLE_RATE // fps
+        self._front = StreamingLogMel(mel)
+        self._mel = np.zeros((0, mel.n_mels), np.float32)
+        self._energy: list[float] = []
+        self._partial = np.zeros(0, np.float32)
+        self._next = 0
+        self._noise_db = -60.0
+        self._last_spoken, self._silent_run = SIL, 10**6
+        self._finished = False
+
+    @property
+    def latency_s(self) -> float:
+        """Audio a frame waits for before it is decided: itself plus the look-ahead."""
+        return (1 + self.recognizer.lookahead_frames) / self.fps
+
+    def push(self, audio: np.ndarray) -> list[VisemeEvent]:
+        audio = np.asarray(audio, np.float32)
+        features = self._front.push(audio)
+        if len(features):
+            self._mel = np.concatenate([self._mel, features])
+        self._partial = np.concatenate([self._partial, audio])
+        whole = len(self._partial) // self.samples_per_frame
+        if whole:
+            frames = self._partial[: whole * self.samples_per_frame]
+            rms = np.sqrt(np.mean(frames.reshape(whole, -1) ** 2, axis=1) + 1e-12)
+            self._energy.extend((20 * np.log10(rms)).tolist())
+            self._partial = self._partial[whole * self.samples_per_frame:]
+        return list(self._decide_ready())
+
+    def finish(self) -> list[VisemeEvent]:
+        """Flush: pad with silence so the last frames get their look-ahead."""
+        pad = (self.recognizer.lookahead_frames + 2) * self.samples_per_frame
+        if len(self._partial):
+            pad += self.samples_per_frame - len(self._partial)
+        count = len(self._energy) + (1 if len(self._partial) else 0)
+        events = self.push(np.zeros(pad, np.float32))
+        self._finished = True
+        return [e for e in events if e.frame < count]
+
+    def _decide_ready(self) -> Iterator[VisemeEvent]:
+        while True:
+            frame = self._next
+            need_mel = MEL_PER_FRAME * (frame + 1 + self.recognizer.lookahead_frames)
+            if frame >= len(self._energy) or len(self._mel) < need_mel:
+                return
+            yield self._event(frame)
+            self._next += 1
+
+    def _event(self, frame: int) -> VisemeEvent:
+        level = self._energy[frame]
+        speech = level > max(self._noise_db + self.rules.vad_margin_db, self.rules.vad_floor_db)
+        # noise floor: follows quiet frames quickly, loud ones very slowly
+        rate = 0.3 if level < self._noise_db else 0.005
+        self._noise_db += rate * (level - self._noise_db)
+        time_s = frame / self.fps
+        if speech:
+            token, confidence = self.recognizer.decide(self._mel, frame)
+            self._silent_run = 0
+            if token != SIL:
+                self._last_spoken = token
+            return VisemeEvent(frame, time_s, token, confidence, "speech")
+        self._silent_run += 1
+        if self._silent_run <= self.rules.hold_frames and self._last_spoken != SIL:
+            return VisemeEvent(frame, time_s, self._last_spoken, 1.0, "hold")
+        self._last_spoken = SIL
+        state = "relax" if self._silent_run <= self.rules.rest_frames else "rest"
+        return VisemeEvent(frame, time_s, SIL, 1.0, state)

@@ -1,0 +1,211 @@
+"""edge-run on real components: wav files, the tiny bundle's ONNX/TFLite sessions, PyAV."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio_io import AudioError, read_audio_file, resample
+from edge_runtime.cli import main
+from edge_runtime.viseme_stream import FileRecognizer, PauseRules, SilentRecognizer, VisemeStream
+from edge_runtime.visemes import SIL
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE, channels: int = 1,
+              width: int = 2) -> Path:
+    data = np.clip(audio, -1, 1)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        if width == 2:
+            f.writeframes((data * 32767).astype("<i2").tobytes())
+        else:
+            f.writeframes(((data + 1) * 127.5).astype(np.uint8).tobytes())
+    return path
+
+
+def tone(seconds: float, hz: float, rate: int = SAMPLE_RATE, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (level * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_wav_input_is_resampled_and_downmixed(tmp_path):
+    stereo = np.stack([tone(1.0, 440, 44100), tone(1.0, 440, 44100)], axis=1).reshape(-1)
+    audio = read_audio_file(write_wav(tmp_path / "s.wav", stereo, 44100, channels=2))
+    assert len(audio) == SAMPLE_RATE
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins over 1 s
+    assert np.allclose(resample(tone(0.5, 300), SAMPLE_RATE), tone(0.5, 300))
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "audio file not found"),
+    ("garbage", "not a readable wav file"),
+    ("8-bit", "expected 16-bit PCM, got 8-bit"),
+])
+def test_bad_audio_files_are_one_line_errors(tmp_path, case, expected):
+    path = tmp_path / "a.wav"
+    if case == "garbage":
+        path.write_bytes(b"RIFF nonsense")
+    elif case == "8-bit":
+        write_wav(path, tone(0.1, 200), width=1)
+    with pytest.raises(AudioError) as exc:
+        read_audio_file(path)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _events(stream: VisemeStream, audio: np.ndarray, cuts: list[int]) -> list:
+    events, start = [], 0
+    for cut in sorted(cuts) + [len(audio)]:
+        events += stream.push(audio[start:cut])
+        start = cut
+    return events + stream.finish()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(0, 16000), max_size=8))
+def test_streaming_gives_the_same_visemes_whatever_the_chunking(cuts):
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([np.zeros(3000), tone(0.3, 220), np.zeros(5000),
+                            0.2 * rng.standard_normal(4000)]).astype(np.float32)
+    tokens = np.tile(np.arange(15), 4)
+    whole = _events(VisemeStream(FileRecognizerFromList(tokens)), audio, [])
+    chunked = _events(VisemeStream(FileRecognizerFromList(tokens)), audio, cuts)
+    assert [e.to_json() for e in chunked] == [e.to_json() for e in whole]
+    assert len(whole) == -(-len(audio) // 640)  # one event per (started) video frame
+
+
+class FileRecognizerFromList(FileRecognizer):
+    """The file recogniser's behaviour with tokens from memory."""
+
+    def __init__(self, tokens):
+        self.tokens = [int(t) for t in tokens]
+
+
+def test_pause_rules_hold_relax_and_rest():
+    frame = SAMPLE_RATE // 25
+    # speech 10 frames, gap 2 frames (held), speech 5, gap 15 (relax then rest)
+    pattern = [(1, 10), (0, 2), (1, 5), (0, 15)]
+    audio = np.concatenate([tone(n * frame / SAMPLE_RATE, 200) if loud
+                            else np.zeros(n * frame, np.float32) for loud, n in pattern])
+    stream = VisemeStream(FileRecognizerFromList([10] * 100), rules=PauseRules(
+        hold_frames=3, rest_frames=10))
+    events = stream.push(audio) + stream.finish()
+    states = [e.state for e in events]
+    assert states[:10] == ["speech"] * 10
+    assert states[10:12] == ["hold", "hold"] and [e.token for e in events[10:12]] == [10, 10]
+    assert states[12:17] == ["speech"] * 5
+    assert set(states[20:27]) == {"relax"} and states[-1] == "rest"
+    assert all(e.token == SIL for e in events[20:])
+
+
+def test_noise_and_breath_map_to_sil_not_to_visemes():
+    rng = np.random.default_rng(1)
+    quiet_noise = (0.002 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)  # -54 dBFS
+    stream = VisemeStream(FileRecognizerFromList([10] * 100))
+    events = stream.push(quiet_noise) + stream.finish()
+    assert {e.token for e in events} == {SIL}
+    silent = VisemeStream(SilentRecognizer())
+    assert {e.token for e in silent.push(tone(0.5, 300)) + silent.finish()} == {SIL}
+
+
+def _reference(tmp_path: Path, tiny_dataset: Path) -> Path:
+    frame = sorted((tiny_dataset / "clips").glob("*/frames/*.png"))[0]
+    image = cv2.imread(str(frame))
+    padded = cv2.copyMakeBorder(image, 40, 40, 90, 10, cv2.BORDER_CONSTANT, value=(30, 60, 90))
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), padded)  # another size and aspect than the bundle's
+    return path
+
+
+def _clip_wav(tiny_dataset: Path) -> Path:
+    return sorted((tiny_dataset / "clips").glob("*/audio.wav"))[0]
+
+
+@pytest.mark.parametrize("backend, precision", [("onnxruntime", "fp32"), ("tflite", "int8")])
+def test_edge_run_renders_an_mp4_with_the_audio(tiny_bundle, tiny_dataset, tmp_path, backend,
+                                                precision):
+    wav = _clip_wav(tiny_dataset)
+    out, jsonl, stats = tmp_path / "out.mp4", tmp_path / "v.jsonl", tmp_path / "stats.json"
+    code = main(["--bundle", str(tiny_bundle), "--audio", str(wav), "--reference",
+                 str(_reference(tmp_path, tiny_dataset)), "--sink", str(out), "--offline",
+                 "--steps", "2", "--backend", backend, "--precision", precision,
+                 "--emit-visemes", str(jsonl), "--stats", str(stats)])
+    assert code == 0
+    seconds = len(read_audio_file(wav)) / SAMPLE_RATE
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video)]
+        assert container.streams.audio, "the input audio is muxed in"
+        audio_s = float(container.streams.audio[0].duration * container.streams.audio[0]
+                        .time_base)
+    assert len(frames) == int(np.ceil(seconds * 25))
+    assert frames[0].shape == (128, 128, 3)
+    assert abs(audio_s - seconds) < 0.1
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == len(frames)
+    assert set(lines[0]) == {"frame", "t", "token", "name", "confidence", "state"}
+    assert any(line["state"] == "speech" for line in lines)
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == len(frames) and summary["dropped"] == 0
+
+
+def test_realtime_pace_accounts_for_every_frame(tiny_bundle, tiny_dataset, tmp_path):
+    wav = write_wav(tmp_path / "short.wav", np.concatenate([tone(0.4, 200),
+                                                            np.zeros(3200, np.float32)]))
+    stats = tmp_path / "stats.json"
+    code = main(["--bundle", str(tiny_bundle), "--audio", str(wav), "--reference",
+                 str(_reference(tmp_path, tiny_dataset)), "--sink", "null", "--stats",
+                 str(stats)])
+    assert code == 0
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] + summary["dropped"] == 15  # 0.6 s at 25 fps
+    assert summary["wall_s"] >= 0.55  # paced by the audio, not as fast as possible
+
+
+def test_viseme_only_run_writes_the_stream_to_stdout(tiny_bundle, tiny_dataset, capsys):
+    code = main(["--bundle", str(tiny_bundle), "--audio", str(_clip_wav(tiny_dataset)),
+                 "--offline", "--sink", "null", "--emit-visemes", "-", "--visemes", "model"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines and all(json.loads(line)["name"] for line in lines)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing audio", "audio file not found"),
+    ("bad photo", "cannot read the reference image"),
+    ("not a bundle", "not a bundle (no bundle.yaml)"),
+    ("bad sink", "unknown sink 'out.avi'"),
+    ("bad visemes file", "cannot read viseme tokens"),
+])
+def test_edge_run_errors_are_one_line(tiny_bundle, tiny_dataset, tmp_path, capsys, case,
+                                      expected):
+    args = {"--bundle": str(tiny_bundle), "--audio": str(_clip_wav(tiny_dataset)),
+            "--reference": str(_reference(tmp_path, tiny_dataset)), "--sink": "null"}
+    if case == "missing audio":
+        args["--audio"] = str(tmp_path / "nope.wav")
+    elif case == "bad photo":
+        (tmp_path / "bad.png").write_bytes(b"not an image")
+        args["--reference"] = str(tmp_path / "bad.png")
+    elif case == "not a bundle":
+        args["--bundle"] = str(tmp_path)
+    elif case == "bad sink":
+        args["--sink"] = "out.avi"
+    elif case == "bad visemes file":
+        (tmp_path / "v.jsonl").write_text("{not json\n")
+        args["--visemes"] = f"file:{tmp_path / 'v.jsonl'}"
+    code = main([x for kv in args.items() for x in kv] + ["--offline"])
+    assert code == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if line.startswith("edge-run")]
+    assert len(err) == 1 and expected in err[0]

@@ -1,0 +1,40 @@
+"""Audio viseme recogniser: log-mel window [B, W, n_mels] -> the centre video frame's viseme
+logits [B, len(VISEMES)]. Temporal convolutions only (cheap on a Pi, quantizes well).
+
+Window layout (VisemeRecognizerConfig): ``context`` mel frames, the video frame's own 4,
+``lookahead`` mel frames; the network sees exactly what the device has when it decides.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edge_runtime.visemes import VISEMES
+from training.config import VisemeRecognizerConfig
+from training.models.sync import MEL_CENTRE, MEL_SPREAD
+
+N_MELS = 80
+
+
+class VisemeRecognizer(nn.Module):
+    def __init__(self, cfg: VisemeRecognizerConfig, n_mels: int = N_MELS):
+        super().__init__()
+        self.config = cfg
+        layers: list[nn.Module] = []
+        cin = n_mels
+        for c in cfg.channels:
+            layers += [nn.Conv1d(cin, c, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(c),
+                       nn.SiLU(), nn.Conv1d(c, c, 3, stride=2, padding=1), nn.BatchNorm1d(c),
+                       nn.SiLU()]
+            cin = c
+        self.trunk = nn.Sequential(*layers)
+        steps = cfg.window
+        for _ in cfg.channels:
+            steps = (steps + 1) // 2
+        self.head = nn.Linear(cin * steps, len(VISEMES))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel: [B, W, n_mels] log-mel (edge_runtime.audio_features) -> logits [B, 15]."""
+        x = (mel.transpose(1, 2) + MEL_CENTRE) / MEL_SPREAD
+        return self.head(self.trunk(x).flatten(1))
