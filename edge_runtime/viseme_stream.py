@@ -7,7 +7,8 @@ learned ``visemes`` graph, ``none`` or tokens from a file), then the pause rules
 - a frame is speech when its energy is ``vad_margin_db`` above a slowly tracked noise floor
   (and above an absolute floor); breath and room noise fall below it and map to ``sil``
   explicitly instead of to whatever the recogniser guesses;
-- a gap of up to ``hold_frames`` keeps the last spoken shape (no flapping between words);
+- a gap of up to ``hold_frames`` keeps the recogniser's shape (a stop closure or a breath
+  between words must not snap the mouth shut and open again);
 - a longer gap relaxes to ``sil`` (state ``relax``) and after ``rest_frames`` the mouth is
   at rest (state ``rest``): it never keeps moving in silence.
 
@@ -41,7 +42,7 @@ class PauseRules:
     vad_floor_db: float = -55.0
     """Frames quieter than this (dBFS) are never speech."""
     hold_frames: int = 3
-    """Gaps up to this many frames (120 ms at 25 fps) keep the last spoken viseme."""
+    """Gaps up to this many frames (120 ms at 25 fps) keep the recogniser's shape."""
     rest_frames: int = 10
     """After this many silent frames (400 ms) the mouth is at rest."""
 
@@ -149,7 +150,7 @@ class VisemeStream:
         self._partial = np.zeros(0, np.float32)
         self._next = 0
         self._noise_db = -60.0
-        self._last_spoken, self._silent_run = SIL, 10**6
+        self._silent_run = 10**6
         self._finished = False
 
     @property
@@ -200,12 +201,12 @@ class VisemeStream:
         if speech:
             token, confidence = self.recognizer.decide(self._mel, frame)
             self._silent_run = 0
-            if token != SIL:
-                self._last_spoken = token
             return VisemeEvent(frame, time_s, token, confidence, "speech")
         self._silent_run += 1
-        if self._silent_run <= self.rules.hold_frames and self._last_spoken != SIL:
-            return VisemeEvent(frame, time_s, self._last_spoken, 1.0, "hold")
-        self._last_spoken = SIL
+        if self._silent_run <= self.rules.hold_frames:
+            # a short dip (a stop closure, a breath between words): the recogniser was trained
+            # on such contexts, so its shape holds; only longer silences close the mouth
+            token, confidence = self.recognizer.decide(self._mel, frame)
+            return VisemeEvent(frame, time_s, token, confidence, "hold")
         state = "relax" if self._silent_run <= self.rules.rest_frames else "rest"
         return VisemeEvent(frame, time_s, SIL, 1.0, state)

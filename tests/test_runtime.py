@@ -209,3 +209,17 @@ def test_edge_run_errors_are_one_line(tiny_bundle, tiny_dataset, tmp_path, capsy
     err = [line for line in capsys.readouterr().err.strip().splitlines()
            if line.startswith("edge-run")]
     assert len(err) == 1 and expected in err[0]
+
+
+def test_eval_visemes_compares_streaming_with_whole_utterance(tiny_bundle, tiny_dataset,
+                                                               tmp_path):
+    from training.data.manifest import read_manifest
+    from training.eval.visemes import eval_recognizers
+
+    report = eval_recognizers(tiny_bundle, read_manifest(tiny_dataset), tmp_path, clips=2)
+    assert report["frames"] > 50
+    for key in ("whole_utterance_accuracy", "streaming_accuracy", "none_accuracy"):
+        assert 0 <= report[key] <= 1
+    # 40 ms frame + the recogniser's look-ahead (8 mel frames = 2 video frames)
+    assert report["sound_to_viseme_latency_ms"] == pytest.approx(120)
+    assert json.loads((tmp_path / "visemes.json").read_text()) == report

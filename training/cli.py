@@ -236,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--frames", type=_positive, default=25, help="frames per clip")
     report.add_argument("--lipread", help="lip reader final.pt (adds lip-reading accuracy)")
     report.set_defaults(func=_bundle_report)
+
+    visemes = groups.add_parser(
+        "eval-visemes", help="frame accuracy of the bundle's viseme recogniser",
+        description="Whole-utterance vs streaming (the device's path with voice-activity "
+                    "gating and pause rules) frame accuracy against ground-truth visemes on "
+                    "held-out clips, the all-sil baseline and the stream's latency; writes "
+                    "OUT/visemes.json.")
+    visemes.add_argument("--bundle", required=True, help="bundle folder with a visemes graph")
+    visemes.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    visemes.add_argument("--out", required=True, help="folder for the report")
+    visemes.add_argument("--split", choices=["val", "test"], default="test",
+                         help="held-out split")
+    visemes.add_argument("--clips", type=_positive, default=12, help="clips to evaluate")
+    visemes.add_argument("--variant", choices=list(VARIANTS), default="onnx-fp32",
+                         help="graph variant to run")
+    visemes.set_defaults(func=_eval_visemes)
     return parser
 
 
@@ -279,6 +295,19 @@ def _bundle_report(args: argparse.Namespace) -> None:
     bundle_report(Path(args.bundle), read_manifest(args.data), out, args.steps, args.threads,
                   args.clips, args.frames, Path(args.lipread) if args.lipread else None)
     print((out / "variants.md").read_text(), end="")
+
+
+def _eval_visemes(args: argparse.Namespace) -> None:
+    from training.data.manifest import read_manifest
+    from training.eval.visemes import eval_recognizers
+
+    report = eval_recognizers(Path(args.bundle), read_manifest(args.data), Path(args.out),
+                              args.split, args.clips, args.variant)
+    print(f"whole utterance {report['whole_utterance_accuracy']:.3f}, streaming "
+          f"{report['streaming_accuracy']:.3f} ({report['streaming_over_whole']:.1%}), none "
+          f"{report['none_accuracy']:.3f}; sound-to-viseme "
+          f"{report['sound_to_viseme_latency_ms']:.0f} ms; bar "
+          f"{'passed' if report['bar_passed'] else 'FAILED'}")
 
 
 def main(argv: list[str] | None = None) -> int:
