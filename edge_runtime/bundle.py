@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from edge_runtime.audio_features import MelConfig
-from edge_runtime.dataio import DataError, from_dict, to_dict
+from edge_runtime.dataio import DataError, from_dict, read_yaml, to_dict
 from edge_runtime.schedule import StepSchedule
 from edge_runtime.visemes import VISEMES
 
@@ -200,16 +200,12 @@ def load_bundle(folder: str | Path, verify_files: bool = True) -> tuple[Bundle, 
     root = Path(folder)
     path = root / BUNDLE_FILE
     source = str(path)
+    if not path.is_file():
+        raise BundleError(f"{root}: not a bundle (no {BUNDLE_FILE})")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BundleError(f"{root}: not a bundle (no {BUNDLE_FILE})") from None
-    except OSError as exc:
-        raise BundleError(f"{source}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{source}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, "the bundle")
+    except DataError as exc:
+        raise BundleError(str(exc)) from None
     bundle = _parse(data, source)
     _check_contents(bundle, root, source, verify_files)
     return bundle, root

@@ -1,8 +1,8 @@
 """``edge-run``: audio -> visemes -> talking-face frames on the device (torch-free).
 
-This first version reads audio from a wav file or stdin (offline or at real-time pace) and
-renders E1 (full) frames to an mp4 with the audio, PNG frames or nowhere; the microphone,
-E2 hybrid streaming and the layered config file follow (edge runtime issue).
+Audio from a microphone, a wav file or stdin (offline or at real-time pace); E1 (full)
+frames to an mp4 with the audio, PNG frames or nowhere. E2 hybrid streaming and the layered
+config file follow (edge runtime issue).
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
+from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
 from edge_runtime.sinks import open_sink
@@ -39,8 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
                         help="student steps per frame (the bundle's fixed schedule)")
     parser.add_argument("--audio", required=True,
-                        help="FILE.wav (any rate, mono or stereo, 16-bit) or - for raw 16 kHz "
-                             "mono 16-bit PCM on stdin")
+                        help="mic (a microphone, see --device), FILE.wav (any rate, mono or "
+                             "stereo, 16-bit) or - for raw 16 kHz mono 16-bit PCM on stdin")
+    parser.add_argument("--device", help="microphone: sounddevice name or index (default: "
+                        "the system default input)")
+    parser.add_argument("--duration", type=float,
+                        help="microphone: stop after this many seconds (default: until "
+                             "Ctrl-C or SIGTERM)")
     parser.add_argument("--offline", action="store_true",
                         help="process as fast as possible instead of at real-time pace")
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
@@ -85,7 +94,11 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
 
 def run(args: argparse.Namespace) -> dict:
     bundle, root = load_bundle(args.bundle)
-    audio = read_stdin_pcm() if args.audio == "-" else read_audio_file(args.audio)
+    audio = None
+    if args.audio == "-":
+        audio = read_stdin_pcm()
+    elif args.audio != "mic":
+        audio = read_audio_file(args.audio)
     renderer = None
     if args.sink != "null" or args.reference:
         if not args.reference:
@@ -105,8 +118,12 @@ def run(args: argparse.Namespace) -> dict:
             emit_file.write(event.to_json() + "\n")
 
     sink = open_sink(args.sink, bundle.fps)
+    pipeline = Pipeline(stream, renderer, sink, emit)
     try:
-        stats = Pipeline(stream, renderer, sink, emit).run(audio, realtime=not args.offline)
+        if audio is None:
+            stats = _run_mic(pipeline, args)
+        else:
+            stats = pipeline.run(audio, realtime=not args.offline)
     finally:
         if emit_file is not None and emit_file is not sys.stdout:
             emit_file.close()
@@ -117,6 +134,22 @@ def run(args: argparse.Namespace) -> dict:
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _run_mic(pipeline: Pipeline, args: argparse.Namespace):
+    """Capture until --duration, Ctrl-C or SIGTERM (a clean stop: the sink is finished)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    source = MicrophoneSource(device)
+    stats = pipeline.run_live(source, stop, args.duration, keep_audio=args.sink.endswith(".mp4"))
+    mic = source.stats
+    if mic.overruns or mic.device_errors:
+        log.warning("microphone: %d overruns, %d device errors, %.1f s of silence while "
+                    "no device was open", mic.overruns, mic.device_errors,
+                    mic.silence_samples / SAMPLE_RATE)
+    return stats
 
 
 def _print_summary(summary: dict) -> None:

@@ -7,13 +7,28 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
 
 class DataError(ValueError):
     """Plain data that does not fit its dataclass; the message names the source and key."""
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Parsed YAML of ``path``; DataError with one line when unreadable or invalid."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def _type_name(tp: Any) -> str:

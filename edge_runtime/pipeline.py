@@ -8,6 +8,7 @@ counted) so latency never accumulates.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,4 +126,31 @@ class Pipeline:
         self._drain(final=True, realtime=False)
         self.stats.wall_s = time.monotonic() - start
         self.sink.close(audio)
+        return self.stats
+
+    def run_live(self, source, stop: threading.Event, duration_s: float | None = None,
+                 keep_audio: bool = True, idle_s: float = 0.005) -> Stats:
+        """Capture from ``source`` (edge_runtime.mic.MicrophoneSource) until ``stop`` is set
+        or ``duration_s`` has passed; frames at the pace the audio arrives."""
+        start = time.monotonic()
+        kept: list[np.ndarray] = []
+        source.start()
+        try:
+            while not stop.is_set():
+                if duration_s is not None and time.monotonic() - start >= duration_s:
+                    break
+                audio = source.read()
+                if len(audio):
+                    if keep_audio:
+                        kept.append(audio)
+                    self._push(audio)
+                    self._drain(final=False, realtime=True)
+                else:
+                    time.sleep(idle_s)
+        finally:
+            source.close()
+        self._accept(self.stream.finish())
+        self._drain(final=True, realtime=False)
+        self.stats.wall_s = time.monotonic() - start
+        self.sink.close(np.concatenate(kept) if kept else None)
         return self.stats

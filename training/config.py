@@ -10,8 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-
 from edge_runtime import dataio
 from edge_runtime.dataio import DataError, to_dict  # noqa: F401 - part of this API
 from training.errors import UserError
@@ -579,13 +577,9 @@ def load_config(path: str | Path, cls: type[T]) -> T:
     """Read a YAML file into ``cls``; errors name the file and the offending key."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = dataio.read_yaml(path, "config")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         data = {}
     return from_dict(cls, data, str(path))

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from training.atomic import atomic_path
 from training.config import TrainConfig, to_dict
+from training.plots import save_panels
 
 log = logging.getLogger(__name__)
 
@@ -321,19 +322,12 @@ def read_metrics(path: Path) -> list[dict]:
 
 def plot_metrics(jsonl: Path, png: Path) -> None:
     """One panel per metric name, train and val curves against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = read_metrics(jsonl) if jsonl.is_file() else []
     names = sorted({k for r in rows for k in r if k not in ("step", "split")})
     if not names:
         return
-    cols = min(3, len(names))
-    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, squeeze=False,
-                             figsize=(4.5 * cols, 3.2 * math.ceil(len(names) / cols)))
-    for ax, name in zip(axes.flat, names):
+
+    def draw(ax, name: str) -> None:
         for split in ("train", "val"):
             points = [(r["step"], r[name]) for r in rows if r["split"] == split and name in r]
             if points:
@@ -341,9 +335,5 @@ def plot_metrics(jsonl: Path, png: Path) -> None:
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.legend()
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+
+    save_panels(png, names, draw)

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edge_runtime.schedule import StepSchedule, uniform_schedule
-from training.atomic import atomic_path, write_text
+from training.atomic import write_text
 from training.config import EvalConfig, SyncRunConfig, from_dict
 from training.data.manifest import Manifest
 from training.errors import UserError
@@ -41,6 +41,7 @@ from training.models.lipread import LipReader, crop_windows
 from training.models.loading import load_frozen
 from training.models.macs import count_macs
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
+from training.plots import save_panels
 from training.tasks.lipread import viseme_accuracy
 from training.tasks.sync import audio_windows, sync_metrics
 
@@ -329,17 +330,9 @@ def markdown(report: dict) -> str:
 def plot_frontier(report: dict, png: Path) -> None:
     """One panel per metric: student and teacher against step count; the reconstruction and
     ground truth as horizontal references."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     m = report["methods"]
-    names = [c for c in FRONTIER_METRICS if c in m.get("student_2", {})]
-    cols = 3
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(4.5 * cols, 3.2 * rows))
-    for ax, metric in zip(axes.flat, names):
+
+    def draw(ax, metric: str) -> None:
         for family, marker in (("student", "o"), ("teacher", "s")):
             points = sorted((_steps_of(k, family), v[metric]) for k, v in m.items()
                             if _steps_of(k, family) and metric in v)
@@ -352,12 +345,8 @@ def plot_frontier(report: dict, png: Path) -> None:
         ax.set_xlabel("steps")
         ax.set_title(metric)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+
+    save_panels(png, [c for c in FRONTIER_METRICS if c in m.get("student_2", {})], draw)
 
 
 def run_eval(student: Path, manifest: Manifest, out: Path, config: EvalConfig,
