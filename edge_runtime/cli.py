@@ -19,6 +19,7 @@ from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
@@ -29,6 +30,7 @@ from edge_runtime.viseme_stream import (
     SilentRecognizer,
     VisemeStream,
 )
+from edge_runtime.wire import read_key
 
 log = logging.getLogger("edge-run")
 
@@ -38,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edge-run", description="Render a talking face from speech with a TempoSync "
         "bundle (numpy + onnxruntime/LiteRT). Output is synthetic media.")
     parser.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
-    parser.add_argument("--mode", choices=["full"], default="full",
-                        help="full (E1): everything on this device")
+    parser.add_argument("--mode", choices=["full", "hybrid"], default="full",
+                        help="full (E1): everything on this device; hybrid (E2): latents go to "
+                             "edge-receive (--sink latent://HOST:PORT)")
     parser.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
                         help="student steps per frame (the bundle's fixed schedule)")
     parser.add_argument("--audio", required=True,
@@ -55,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
                         "and cropped); needed unless --sink null")
     parser.add_argument("--sink", default="null",
-                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null")
+                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null; in "
+                             "hybrid mode latent://HOST:PORT (default latent://127.0.0.1:5599)")
+    parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
+                        "HMAC-SHA256 the receiver checks")
     parser.add_argument("--visemes", default="auto",
                         help="viseme source: model (the bundle's recogniser), none (all sil), "
                              "file:PATH (.npy ids or JSON lines), auto (model if the bundle "
@@ -100,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     elif args.audio != "mic":
         audio = read_audio_file(args.audio)
     renderer = None
-    if args.sink != "null" or args.reference:
+    if args.sink != "null" or args.reference or args.mode == "hybrid":
         if not args.reference:
             raise ValueError("--reference PHOTO is needed to render frames")
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
@@ -117,7 +123,11 @@ def run(args: argparse.Namespace) -> dict:
         def emit(event):
             emit_file.write(event.to_json() + "\n")
 
-    sink = open_sink(args.sink, bundle.fps)
+    if args.mode == "hybrid":
+        address = args.sink if args.sink.startswith("latent://") else "latent://127.0.0.1:5599"
+        sink = LatentSender(address, read_key(args.key_file))
+    else:
+        sink = open_sink(args.sink, bundle.fps)
     pipeline = Pipeline(stream, renderer, sink, emit)
     try:
         if audio is None:
@@ -139,8 +149,9 @@ def run(args: argparse.Namespace) -> dict:
 def _run_mic(pipeline: Pipeline, args: argparse.Namespace):
     """Capture until --duration, Ctrl-C or SIGTERM (a clean stop: the sink is finished)."""
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():  # signals reach only it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = MicrophoneSource(device)
     stats = pipeline.run_live(source, stop, args.duration, keep_audio=args.sink.endswith(".mp4"))

@@ -84,6 +84,9 @@ class Pipeline:
             stages["decode"].append(1000 * (decoded - made))
             self.sink.write(frame, image)
             stages["sink"].append(1000 * (time.perf_counter() - decoded))
+        else:  # hybrid: the latent itself goes out
+            self.sink.write(frame, latent)
+            stages["sink"].append(1000 * (time.perf_counter() - made))
         self.stats.frames += 1
 
     def _ready(self, final: bool) -> int:

@@ -119,8 +119,8 @@ class Mp4Writer:
 
 
 class Mp4Sink:
-    def __init__(self, path: str | Path, fps: int):
-        self.writer = Mp4Writer(path, fps)
+    def __init__(self, path: str | Path, fps: int, with_audio: bool = True):
+        self.writer = Mp4Writer(path, fps, audio_rate=SAMPLE_RATE if with_audio else None)
         self._last: np.ndarray | None = None
 
     def write(self, index: int, frame: np.ndarray) -> None:
@@ -133,12 +133,12 @@ class Mp4Sink:
         self.writer.close(audio)
 
 
-def open_sink(spec: str, fps: int) -> Sink:
+def open_sink(spec: str, fps: int, with_audio: bool = True) -> Sink:
     """``null``, ``*.mp4`` or a folder for PNG frames (``png:FOLDER`` or ``FOLDER/``)."""
     if spec == "null":
         return NullSink()
     if spec.endswith(".mp4"):
-        return Mp4Sink(spec, fps)
+        return Mp4Sink(spec, fps, with_audio)
     if spec.startswith("png:"):
         return PngSink(spec[4:])
     if spec.endswith("/"):
