@@ -23,6 +23,13 @@ from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
+from edge_runtime.settings import (
+    SYSTEM_CONFIG,
+    EdgeSettings,
+    describe,
+    load_layers,
+    user_config,
+)
 from edge_runtime.sinks import open_sink
 from edge_runtime.viseme_stream import (
     FileRecognizer,
@@ -36,44 +43,53 @@ log = logging.getLogger("edge-run")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every setting has a flag; a flag not given leaves the config files' value (defaults
+    in edge_runtime.settings.EdgeSettings)."""
     parser = argparse.ArgumentParser(
         prog="edge-run", description="Render a talking face from speech with a TempoSync "
-        "bundle (numpy + onnxruntime/LiteRT). Output is synthetic media.")
-    parser.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
-    parser.add_argument("--mode", choices=["full", "hybrid"], default="full",
-                        help="full (E1): everything on this device; hybrid (E2): latents go to "
-                             "edge-receive (--sink latent://HOST:PORT)")
-    parser.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
-                        help="student steps per frame (the bundle's fixed schedule)")
-    parser.add_argument("--audio", required=True,
-                        help="mic (a microphone, see --device), FILE.wav (any rate, mono or "
+        "bundle (numpy + onnxruntime/LiteRT). Output is synthetic media. Settings come from "
+        "/etc/temposync/edge.yaml, then ~/.config/temposync/edge.yaml, then --config, then "
+        "these flags.", argument_default=None)
+    parser.add_argument("--config", help="a YAML settings file (above the system and user "
+                        "files, below the flags)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the merged settings and where each came from, then exit")
+    parser.add_argument("--bundle", help="bundle folder (tsd export)")
+    parser.add_argument("--mode", choices=["full", "hybrid"],
+                        help="full (E1, default): everything on this device; hybrid (E2): "
+                             "latents go to edge-receive (--sink latent://HOST:PORT)")
+    parser.add_argument("--steps", type=int, choices=[1, 2, 4, 8],
+                        help="student steps per frame (the bundle's fixed schedule; default 2)")
+    parser.add_argument("--audio",
+                        help="mic (default; see --device), FILE.wav (any rate, mono or "
                              "stereo, 16-bit) or - for raw 16 kHz mono 16-bit PCM on stdin")
     parser.add_argument("--device", help="microphone: sounddevice name or index (default: "
                         "the system default input)")
     parser.add_argument("--duration", type=float,
                         help="microphone: stop after this many seconds (default: until "
                              "Ctrl-C or SIGTERM)")
-    parser.add_argument("--offline", action="store_true",
-                        help="process as fast as possible instead of at real-time pace")
+    parser.add_argument("--offline", action="store_const", const=True,
+                        help="process a file as fast as possible instead of at real-time pace")
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
-                        "and cropped); needed unless --sink null")
-    parser.add_argument("--sink", default="null",
-                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null; in "
-                             "hybrid mode latent://HOST:PORT (default latent://127.0.0.1:5599)")
+                        "and cropped); needed to render frames")
+    parser.add_argument("--sink",
+                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null "
+                             "(default); in hybrid mode latent://HOST:PORT (default "
+                             "latent://127.0.0.1:5599)")
     parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
                         "HMAC-SHA256 the receiver checks")
-    parser.add_argument("--visemes", default="auto",
+    parser.add_argument("--visemes",
                         help="viseme source: model (the bundle's recogniser), none (all sil), "
-                             "file:PATH (.npy ids or JSON lines), auto (model if the bundle "
-                             "has one, else none)")
+                             "file:PATH (.npy ids or JSON lines), auto (default: model if the "
+                             "bundle has one, else none)")
     parser.add_argument("--emit-visemes", metavar="PATH",
                         help="write the viseme stream as JSON lines to PATH (- for stdout)")
-    parser.add_argument("--backend", choices=list(BACKENDS), default="onnxruntime",
-                        help="inference runtime")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="graph precision (int8 follows the bundle's int8 plan)")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads per graph")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the stream's noise")
+    parser.add_argument("--backend", choices=list(BACKENDS),
+                        help="inference runtime (default onnxruntime)")
+    parser.add_argument("--precision", choices=["fp32", "int8"],
+                        help="graph precision (default fp32; int8 follows the bundle's plan)")
+    parser.add_argument("--threads", type=int, help="inference threads per graph (default 2)")
+    parser.add_argument("--seed", type=int, help="seeds the stream's noise (default 0)")
     parser.add_argument("--stats", metavar="PATH", help="write the run's stats as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -98,7 +114,10 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
     raise ValueError(f"unknown viseme source {spec!r} (model, none, file:PATH, auto)")
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: EdgeSettings) -> dict:
+    if args.bundle is None:
+        raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
+                         f"({SYSTEM_CONFIG} or {user_config()})")
     bundle, root = load_bundle(args.bundle)
     audio = None
     if args.audio == "-":
@@ -106,7 +125,8 @@ def run(args: argparse.Namespace) -> dict:
     elif args.audio != "mic":
         audio = read_audio_file(args.audio)
     renderer = None
-    if args.sink != "null" or args.reference or args.mode == "hybrid":
+    sink_spec = args.resolved_sink
+    if sink_spec != "null" or args.reference or args.mode == "hybrid":
         if not args.reference:
             raise ValueError("--reference PHOTO is needed to render frames")
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
@@ -124,10 +144,12 @@ def run(args: argparse.Namespace) -> dict:
             emit_file.write(event.to_json() + "\n")
 
     if args.mode == "hybrid":
-        address = args.sink if args.sink.startswith("latent://") else "latent://127.0.0.1:5599"
-        sink = LatentSender(address, read_key(args.key_file))
+        if not sink_spec.startswith("latent://"):
+            raise ValueError(f"hybrid mode sends latents: --sink latent://HOST:PORT, got "
+                             f"{sink_spec!r}")
+        sink = LatentSender(sink_spec, read_key(args.key_file))
     else:
-        sink = open_sink(args.sink, bundle.fps)
+        sink = open_sink(sink_spec, bundle.fps)
     pipeline = Pipeline(stream, renderer, sink, emit)
     try:
         if audio is None:
@@ -146,15 +168,18 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _run_mic(pipeline: Pipeline, args: argparse.Namespace):
+def _run_mic(pipeline: Pipeline, args: EdgeSettings):
     """Capture until --duration, Ctrl-C or SIGTERM (a clean stop: the sink is finished)."""
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():  # signals reach only it
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    device = args.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
     source = MicrophoneSource(device)
-    stats = pipeline.run_live(source, stop, args.duration, keep_audio=args.sink.endswith(".mp4"))
+    stats = pipeline.run_live(source, stop, args.duration,
+                              keep_audio=args.resolved_sink.endswith(".mp4"))
     mic = source.stats
     if mic.overruns or mic.device_errors:
         log.warning("microphone: %d overruns, %d device errors, %.1f s of silence while "
@@ -176,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        _print_summary(run(args))
+        settings, sources = load_layers(args.config, vars(args))
+        if args.print_config:
+            print(describe(settings, sources), end="")
+            return 0
+        _print_summary(run(settings))
     except (BundleError, AudioError, PhotoError, ValueError) as exc:
         print(f"edge-run: error: {exc}", file=sys.stderr)
         return 2

@@ -223,3 +223,41 @@ def test_eval_visemes_compares_streaming_with_whole_utterance(tiny_bundle, tiny_
     # 40 ms frame + the recogniser's look-ahead (8 mel frames = 2 video frames)
     assert report["sound_to_viseme_latency_ms"] == pytest.approx(120)
     assert json.loads((tmp_path / "visemes.json").read_text()) == report
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path, monkeypatch):
+    """No system or user edge.yaml of this machine leaks into the tests."""
+    import edge_runtime.settings as settings
+
+    monkeypatch.setattr(settings, "SYSTEM_CONFIG", tmp_path / "etc" / "edge.yaml")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return tmp_path
+
+
+def test_settings_layer_system_user_explicit_and_flags(isolated_config, capsys):
+    root = isolated_config
+    (root / "etc").mkdir()
+    (root / "etc" / "edge.yaml").write_text("threads: 3\nsteps: 4\nmode: hybrid\n")
+    (root / "xdg" / "temposync").mkdir(parents=True)
+    (root / "xdg" / "temposync" / "edge.yaml").write_text("steps: 8\nseed: 5\n")
+    (root / "mine.yaml").write_text("seed: 6\n")
+    code = main(["--config", str(root / "mine.yaml"), "--threads", "1", "--print-config"])
+    assert code == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["threads"] == "1  # command line"
+    assert lines["steps"] == f"8  # {root / 'xdg' / 'temposync' / 'edge.yaml'}"
+    assert lines["mode"] == f"hybrid  # {root / 'etc' / 'edge.yaml'}"
+    assert lines["seed"] == f"6  # {root / 'mine.yaml'}"
+    assert lines["backend"] == "onnxruntime  # default"
+
+
+def test_a_bad_setting_names_its_file_and_key(isolated_config, capsys):
+    bad = isolated_config / "bad.yaml"
+    bad.write_text("steps: 3\n")
+    assert main(["--config", str(bad), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"edge-run: error: {bad}.steps: must be 1, 2, 4 or 8, got 3"]
+    assert main(["--print-config", "--config", str(isolated_config / "missing.yaml")]) == 2
+    assert main(["--audio", "x.wav"]) == 2
+    assert "no bundle" in capsys.readouterr().err

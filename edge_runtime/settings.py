@@ -1,0 +1,108 @@
+"""edge-run's settings: one frozen dataclass, layered from (lowest first) built-in defaults,
+/etc/temposync/edge.yaml, the user's config ($XDG_CONFIG_HOME/temposync/edge.yaml, else
+~/.config/temposync/edge.yaml), an explicit --config file, and command-line flags.
+``edge-run --print-config`` shows the merged result with the source of every value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from edge_runtime.dataio import DataError, from_dict, read_yaml
+
+SYSTEM_CONFIG = Path("/etc/temposync/edge.yaml")
+
+
+def user_config() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "temposync" / "edge.yaml"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    bundle: str | None = None
+    """Bundle folder (tsd export)."""
+    mode: Literal["full", "hybrid"] = "full"
+    """full (E1): frames on this device; hybrid (E2): latents to edge-receive."""
+    steps: int = 2
+    """Student steps per frame (1, 2, 4 or 8; the bundle's fixed schedule)."""
+    audio: str = "mic"
+    """mic, a wav file, or - for raw 16 kHz 16-bit mono PCM on stdin."""
+    device: str | int | None = None
+    """Microphone: sounddevice name or index (None: the system default input)."""
+    duration: float | None = None
+    """Microphone: stop after this many seconds (None: until SIGTERM / Ctrl-C)."""
+    offline: bool = False
+    """Files: process as fast as possible instead of at real-time pace."""
+    reference: str | None = None
+    """Reference photo (any size; the face is found and cropped)."""
+    sink: str | None = None
+    """Frames: OUT.mp4, png:FOLDER, FOLDER/ or null; hybrid: latent://HOST:PORT.
+    None: null in full mode, latent://127.0.0.1:5599 in hybrid mode."""
+    key_file: str | None = None
+    """Hybrid: shared key file for HMAC-authenticated frames."""
+    visemes: str = "auto"
+    """model, none, file:PATH, or auto (model when the bundle has one)."""
+    emit_visemes: str | None = None
+    """Write the viseme stream as JSON lines to this path (- for stdout)."""
+    backend: Literal["onnxruntime", "tflite"] = "onnxruntime"
+    """Inference runtime."""
+    precision: Literal["fp32", "int8"] = "fp32"
+    """Graph precision (int8 follows the bundle's int8 plan)."""
+    threads: int = 2
+    """Inference threads per graph."""
+    seed: int = 0
+    """Seeds the stream's noise."""
+    stats: str | None = None
+    """Write the run's stats as JSON to this path."""
+
+    def validate(self, where: str) -> None:
+        if self.steps not in (1, 2, 4, 8):
+            raise DataError(f"{where}.steps: must be 1, 2, 4 or 8, got {self.steps}")
+        if self.threads < 1:
+            raise DataError(f"{where}.threads: must be >= 1")
+
+    @property
+    def resolved_sink(self) -> str:
+        if self.sink is not None:
+            return self.sink
+        return "latent://127.0.0.1:5599" if self.mode == "hybrid" else "null"
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(EdgeSettings))
+
+
+def load_layers(explicit: str | None, flags: dict[str, Any]) -> tuple[EdgeSettings,
+                                                                      dict[str, str]]:
+    """Merge the layers -> (settings, field -> where its value came from)."""
+    values: dict[str, Any] = {}
+    sources = dict.fromkeys(FIELDS, "default")
+    files = [SYSTEM_CONFIG, user_config()] + ([Path(explicit)] if explicit else [])
+    for path in files:
+        if path == Path(explicit or "") or path.is_file():
+            data = read_yaml(path, "config") or {}
+            if not isinstance(data, dict):
+                raise DataError(f"{path}: expected a mapping of settings")
+            from_dict(EdgeSettings, data, str(path))  # names the file on a bad key / type
+            values |= data
+            sources |= dict.fromkeys(data, str(path))
+    given = {k: v for k, v in flags.items() if v is not None and k in FIELDS}
+    values |= given
+    sources |= dict.fromkeys(given, "command line")
+    return from_dict(EdgeSettings, values, "settings"), sources
+
+
+def describe(settings: EdgeSettings, sources: dict[str, str]) -> str:
+    """YAML of the merged settings, each line commented with its source."""
+    lines = []
+    for name in FIELDS:
+        value = yaml.safe_dump({name: getattr(settings, name)}, default_flow_style=True,
+                               width=1000).strip().strip("{}")
+        lines.append(f"{value}  # {sources[name]}")
+    return "\n".join(lines) + "\n"
