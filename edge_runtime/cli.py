@@ -15,6 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
 from edge_runtime.backends import BACKENDS, open_graph
@@ -23,6 +25,7 @@ from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
+from edge_runtime.sdnotify import Notifier
 from edge_runtime.settings import (
     SYSTEM_CONFIG,
     EdgeSettings,
@@ -114,7 +117,31 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
     raise ValueError(f"unknown viseme source {spec!r} (model, none, file:PATH, auto)")
 
 
-def run(args: EdgeSettings) -> dict:
+class Control:
+    """What the signals ask for: SIGTERM/SIGINT stop, SIGHUP reloads settings and bundle."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.reload = False
+
+    def request_stop(self, *_) -> None:
+        self.stop.set()
+
+    def request_reload(self, *_) -> None:
+        self.reload = True
+        self.stop.set()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGHUP, self.request_reload)
+
+
+def run(args: EdgeSettings, control: Control | None = None,
+        notifier: Notifier | None = None) -> dict:
+    control = control or Control()
+    notifier = notifier or Notifier({})
     if args.bundle is None:
         raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
                          f"({SYSTEM_CONFIG} or {user_config()})")
@@ -132,6 +159,7 @@ def run(args: EdgeSettings) -> dict:
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
                             args.threads, args.mode, args.seed)
         renderer.set_reference(prepare_reference(args.reference, bundle.resolution))
+        renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
                              args.threads)
     stream = VisemeStream(recognizer, bundle.fps)
@@ -150,12 +178,13 @@ def run(args: EdgeSettings) -> dict:
         sink = LatentSender(sink_spec, read_key(args.key_file))
     else:
         sink = open_sink(sink_spec, bundle.fps)
-    pipeline = Pipeline(stream, renderer, sink, emit)
+    pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat)
+    notifier.ready(f"{bundle.name}: {args.mode} mode, {args.steps} steps, audio {args.audio}")
     try:
         if audio is None:
-            stats = _run_mic(pipeline, args)
+            stats = _run_mic(pipeline, args, control.stop)
         else:
-            stats = pipeline.run(audio, realtime=not args.offline)
+            stats = pipeline.run(audio, realtime=not args.offline, stop=control.stop)
     finally:
         if emit_file is not None and emit_file is not sys.stdout:
             emit_file.close()
@@ -168,12 +197,9 @@ def run(args: EdgeSettings) -> dict:
     return summary
 
 
-def _run_mic(pipeline: Pipeline, args: EdgeSettings):
-    """Capture until --duration, Ctrl-C or SIGTERM (a clean stop: the sink is finished)."""
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():  # signals reach only it
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
+    """Capture until --duration, Ctrl-C, SIGTERM or SIGHUP (a clean stop: the sink is
+    finished)."""
     device = args.device
     if isinstance(device, str) and device.isdigit():
         device = int(device)
@@ -200,12 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    control, notifier = Control(), Notifier()
+    control.install()
     try:
-        settings, sources = load_layers(args.config, vars(args))
-        if args.print_config:
-            print(describe(settings, sources), end="")
-            return 0
-        _print_summary(run(settings))
+        while True:
+            settings, sources = load_layers(args.config, vars(args))
+            if args.print_config:
+                print(describe(settings, sources), end="")
+                return 0
+            _print_summary(run(settings, control, notifier))
+            if not control.reload:
+                break
+            log.info("SIGHUP: reloading settings and bundle")
+            notifier.reloading()
+            control = Control()
+            control.install()
+        notifier.stopping()
     except (BundleError, AudioError, PhotoError, ValueError) as exc:
         print(f"edge-run: error: {exc}", file=sys.stderr)
         return 2

@@ -46,8 +46,11 @@ class Stats:
 
 class Pipeline:
     def __init__(self, stream: VisemeStream, renderer: Renderer | None, sink: Sink,
-                 emit: Callable[[VisemeEvent], None] | None = None):
+                 emit: Callable[[VisemeEvent], None] | None = None,
+                 heartbeat: Callable[[], None] = lambda: None):
+        """``heartbeat`` is called every loop iteration (the systemd watchdog)."""
         self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
+        self.heartbeat = heartbeat
         self.context = renderer.bundle.viseme_context if renderer else 0
         self.tokens: list[int] = []
         self.next_frame = 0
@@ -108,12 +111,15 @@ class Pipeline:
             if realtime:
                 return
 
-    def run(self, audio: np.ndarray, realtime: bool = False) -> Stats:
-        """Process a whole signal (16 kHz mono); at real-time pace when ``realtime``."""
+    def run(self, audio: np.ndarray, realtime: bool = False,
+            stop: threading.Event | None = None) -> Stats:
+        """Process a whole signal (16 kHz mono); at real-time pace when ``realtime``; ends
+        early (cleanly, the sink finished) when ``stop`` is set."""
         chunk = int(CHUNK_S * SAMPLE_RATE)
         start = time.monotonic()
         position = 0
-        while position < len(audio):
+        while position < len(audio) and not (stop is not None and stop.is_set()):
+            self.heartbeat()
             if realtime:
                 due = int((time.monotonic() - start) * SAMPLE_RATE)
                 if due < position + chunk:
@@ -128,7 +134,7 @@ class Pipeline:
         self._accept(self.stream.finish())
         self._drain(final=True, realtime=False)
         self.stats.wall_s = time.monotonic() - start
-        self.sink.close(audio)
+        self.sink.close(audio[:position])
         return self.stats
 
     def run_live(self, source, stop: threading.Event, duration_s: float | None = None,
@@ -140,6 +146,7 @@ class Pipeline:
         source.start()
         try:
             while not stop.is_set():
+                self.heartbeat()
                 if duration_s is not None and time.monotonic() - start >= duration_s:
                     break
                 audio = source.read()
