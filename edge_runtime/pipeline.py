@@ -96,6 +96,12 @@ class Pipeline:
         last = len(self.tokens) - 1 if final else len(self.tokens) - 1 - self.context
         return max(last - self.next_frame + 1, 0)
 
+    def feed(self, audio: np.ndarray, realtime: bool = False) -> None:
+        """Push audio and render what became ready (at most one frame when ``realtime``,
+        dropping older ready frames)."""
+        self._push(audio)
+        self._drain(final=False, realtime=realtime)
+
     def _push(self, audio: np.ndarray) -> None:
         began = time.perf_counter()
         self._accept(self.stream.push(audio))
@@ -128,9 +134,8 @@ class Pipeline:
                 end = min(len(audio), max(due, position + chunk))
             else:
                 end = min(len(audio), position + chunk)
-            self._push(audio[position:end])
+            self.feed(audio[position:end], realtime)
             position = end
-            self._drain(final=False, realtime=realtime)
         self._accept(self.stream.finish())
         self._drain(final=True, realtime=False)
         self.stats.wall_s = time.monotonic() - start
@@ -153,8 +158,7 @@ class Pipeline:
                 if len(audio):
                     if keep_audio:
                         kept.append(audio)
-                    self._push(audio)
-                    self._drain(final=False, realtime=True)
+                    self.feed(audio, realtime=True)
                 else:
                     time.sleep(idle_s)
         finally:

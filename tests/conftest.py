@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "data" / "synth-tiny.yaml"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bundle", default=None,
+                     help="bundle folder for tests/benchmarks (default: the tiny bundle)")
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> SynthConfig:
     return load_config(TINY_CONFIG, SynthConfig)
