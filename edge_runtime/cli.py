@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: int):
     if spec == "auto":
-        spec = "model" if "visemes" in bundle.variants.get("onnx-fp32", {}) else "none"
+        spec = "model" if bundle.recognizer is not None else "none"
         if spec == "none":
             log.warning("the bundle has no viseme recogniser; the mouth will rest (sil)")
     if spec == "none":

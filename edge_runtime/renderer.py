@@ -49,28 +49,36 @@ def prepare_reference(path: str | Path, size: int) -> np.ndarray:
 
 class Renderer:
     def __init__(self, bundle: Bundle, root: Path, steps: int, backend: str = "onnxruntime",
-                 precision: str = "fp32", threads: int = 2, mode: str = "full", seed: int = 0):
+                 precision: str = "fp32", threads: int = 2, mode: str = "full", seed: int = 0,
+                 variants: dict[str, str] | None = None):
+        """``variants`` (graph kind -> variant) overrides the backend/precision choice, e.g.
+        to measure one int8 graph among fp32 ones."""
         if steps not in bundle.schedules:
             raise BundleError(f"bundle {bundle.name!r} has no {steps}-step schedule (it has "
                               f"{sorted(bundle.schedules)})")
         prefix = BACKEND_PREFIX[backend]
 
         def graph(kind: str, name: str):
-            return open_graph(bundle, root, bundle.precision_of(prefix, precision, kind), name,
-                              threads)
+            variant = (variants or {}).get(kind) or bundle.precision_of(prefix, precision, kind)
+            return open_graph(bundle, root, variant, name, threads)
 
         self.bundle, self.steps, self.mode = bundle, steps, mode
         self.reference = graph("reference", "reference")
         self.generate = graph("generate", f"generate_{steps}")
         self.decoder = graph("decoder", "decoder") if mode == "full" else None
-        rng = np.random.default_rng(seed)
-        latent = (1, bundle.latent.channels, bundle.latent.size, bundle.latent.size)
         self.feeds: dict[str, np.ndarray] = {
-            "noise": rng.standard_normal(latent).astype(np.float32),
             "visemes": np.zeros((1, 2 * bundle.viseme_context + 1), np.int32)}
-        if steps > 1:
+        self.new_stream(seed)
+
+    def new_stream(self, seed: int) -> None:
+        """Draw the stream's noises (start, and one per re-noising step) from ``seed``."""
+        rng = np.random.default_rng(seed)
+        latent = (1, self.bundle.latent.channels, self.bundle.latent.size,
+                  self.bundle.latent.size)
+        self.feeds["noise"] = rng.standard_normal(latent).astype(np.float32)
+        if self.steps > 1:
             self.feeds["renoise"] = rng.standard_normal(
-                (steps - 1, *latent[1:])).astype(np.float32)
+                (self.steps - 1, *latent[1:])).astype(np.float32)
 
     def set_reference(self, image: np.ndarray) -> None:
         """uint8 RGB [res, res, 3] -> the stream's reference latent and identity."""

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_runtime.backends import open_graph
-from edge_runtime.bundle import Bundle, load_bundle, write_bundle_yaml
+from edge_runtime.bundle import load_bundle, write_bundle_yaml
+from edge_runtime.renderer import Renderer
 from training.atomic import write_text
 from training.data.manifest import Manifest
 from training.eval.clips import EvalClip, load_clips, viseme_context
@@ -38,43 +38,19 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
-@dataclasses.dataclass
-class Runner:
-    """Sessions for one precision assignment: graph kind -> variant."""
-
-    bundle: Bundle
-    root: Path
-    variants: dict[str, str]
-    steps: int
-    threads: int
-
-    def __post_init__(self) -> None:
-        self.reference = open_graph(self.bundle, self.root, self.variants["reference"],
-                                    "reference", self.threads)
-        self.generate = open_graph(self.bundle, self.root, self.variants["generate"],
-                                   f"generate_{self.steps}", self.threads)
-        self.decoder = open_graph(self.bundle, self.root, self.variants["decoder"], "decoder",
-                                  self.threads)
-
-    def clip(self, clip: EvalClip, seed: int) -> tuple[np.ndarray, float]:
-        """-> frames uint8 [N, H, W, 3], mean seconds per frame (generate + decode)."""
-        image = ((clip.reference.permute(1, 2, 0).numpy() + 1) * 127.5).round()
-        ref_latent, identity = self.reference.run({"image": image.astype(np.uint8)})
-        rng = np.random.default_rng(seed)
-        shape = ref_latent.shape
-        feeds = {"noise": rng.standard_normal(shape).astype(np.float32),
-                 "ref_latent": ref_latent, "identity": identity}
-        if self.steps > 1:
-            feeds["renoise"] = rng.standard_normal(
-                (self.steps - 1, *shape[1:])).astype(np.float32)
-        windows = viseme_context(clip, self.bundle.viseme_context).numpy().astype(np.int32)
-        frames, spent = [], 0.0
-        for window in windows:
-            began = time.perf_counter()
-            x0 = self.generate.run(feeds | {"visemes": window[None]})[0]
-            frames.append(self.decoder.run({"latent": x0})[0])
-            spent += time.perf_counter() - began
-        return np.stack(frames), spent / len(windows)
+def _render_clip(renderer: Renderer, clip: EvalClip, seed: int) -> tuple[np.ndarray, float]:
+    """The runtime's renderer over a clip -> frames uint8 [N, H, W, 3], mean seconds per
+    frame (generate + decode)."""
+    image = ((clip.reference.permute(1, 2, 0).numpy() + 1) * 127.5).round()
+    renderer.set_reference(image.astype(np.uint8))
+    renderer.new_stream(seed)
+    windows = viseme_context(clip, renderer.bundle.viseme_context).numpy().astype(np.int32)
+    frames, spent = [], 0.0
+    for window in windows:
+        began = time.perf_counter()
+        frames.append(renderer.decode(renderer.latent(window)))
+        spent += time.perf_counter() - began
+    return np.stack(frames), spent / len(windows)
 
 
 def _lipread(reader, frames: np.ndarray, clip: EvalClip) -> float:
@@ -84,11 +60,11 @@ def _lipread(reader, frames: np.ndarray, clip: EvalClip) -> float:
     return lipread_accuracy(reader, images, clip)
 
 
-def _score(runner: Runner, clips: list[EvalClip], baseline: list[np.ndarray] | None,
+def _score(renderer: Renderer, clips: list[EvalClip], baseline: list[np.ndarray] | None,
            reader, seed: int) -> tuple[dict[str, float], list[np.ndarray]]:
     rows, outputs = [], []
     for index, clip in enumerate(clips):
-        frames, seconds = runner.clip(clip, seed + index)
+        frames, seconds = _render_clip(renderer, clip, seed + index)
         truth = ((clip.frames.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round()
         row = {"psnr_vs_ground_truth": _psnr(frames, truth), "ms_per_frame": 1000 * seconds}
         if baseline is not None:
@@ -113,8 +89,8 @@ def bundle_report(folder: Path, manifest: Manifest, out: Path, steps: int = 2,
         reader = load_frozen(lipread, "lip reader")
     eval_clips = load_clips(manifest, "test", clips, frames)
 
-    def runner(assignment: dict[str, str]) -> Runner:
-        return Runner(bundle, root, assignment, steps, threads)
+    def runner(assignment: dict[str, str]) -> Renderer:
+        return Renderer(bundle, root, steps, threads=threads, variants=assignment)
 
     fp32 = {g: "onnx-fp32" for g in SWAP_GRAPHS}
     base_scores, baseline = _score(runner(fp32), eval_clips, None, reader, seed)
