@@ -60,8 +60,9 @@ class LatentSender:
             self._queue.append(data)
             self._ready.notify()
 
-    def close(self, audio: np.ndarray | None = None, wait_s: float = 2.0) -> None:
-        """Send what is queued (up to ``wait_s``), then stop."""
+    def close(self, audio: np.ndarray | None = None, wait_s: float = 0.5) -> None:
+        """Send what is queued (for at most ``wait_s``: a stop must stay fast when the
+        receiver is down), then stop."""
         deadline = time.monotonic() + wait_s
         while self._queue and time.monotonic() < deadline:
             time.sleep(0.01)

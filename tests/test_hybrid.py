@@ -116,6 +116,14 @@ def wait_for(condition, seconds: float = 5.0) -> None:
     assert condition()
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def send(address, data: bytes) -> None:
     with socket.create_connection(address) as sock:
         sock.sendall(data)
@@ -200,7 +208,7 @@ def test_edge_run_hybrid_to_edge_receive_end_to_end(tiny_bundle, tiny_dataset, t
     receiver = threading.Thread(target=lambda: codes.update(r=edge_receive(args + [
         "--frames", "20"])))
     receiver.start()
-    time.sleep(0.5)
+    wait_for(lambda: _listening(port), 30)  # loading the bundle may take a while on CI
     short = tmp_path / "short.wav"
     from tests.test_runtime import write_wav
     from training.data.media import read_wav
@@ -210,7 +218,7 @@ def test_edge_run_hybrid_to_edge_receive_end_to_end(tiny_bundle, tiny_dataset, t
                            f"latent://127.0.0.1:{port}", "--key-file", str(key), "--audio",
                            str(short), "--reference", str(photo), "--offline", "--stats",
                            str(stats)])
-    receiver.join(20)
+    receiver.join(30)
     assert codes == {"s": 0, "r": 0}
     assert json.loads(stats.read_text())["frames"] == 20
     import av
