@@ -21,6 +21,7 @@ from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.emit import open_emitter
 from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "file:PATH (.npy ids or JSON lines), auto (default: model if the "
                              "bundle has one, else none)")
     parser.add_argument("--emit-visemes", metavar="PATH",
-                        help="write the viseme stream as JSON lines to PATH (- for stdout)")
+                        help="write the viseme stream as JSON lines to PATH, - (stdout) or "
+                             "udp://HOST:PORT (one datagram per frame)")
     parser.add_argument("--backend", choices=list(BACKENDS),
                         help="inference runtime (default onnxruntime)")
     parser.add_argument("--precision", choices=["fp32", "int8"],
@@ -163,14 +165,7 @@ def run(args: EdgeSettings, control: Control | None = None,
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
                              args.threads)
     stream = VisemeStream(recognizer, bundle.fps)
-    emit_file = None
-    emit = None
-    if args.emit_visemes:
-        emit_file = sys.stdout if args.emit_visemes == "-" else open(args.emit_visemes, "w")  # noqa: SIM115
-
-        def emit(event):
-            emit_file.write(event.to_json() + "\n")
-
+    emit, close_emit = open_emitter(args.emit_visemes)
     if args.mode == "hybrid":
         if not sink_spec.startswith("latent://"):
             raise ValueError(f"hybrid mode sends latents: --sink latent://HOST:PORT, got "
@@ -186,8 +181,7 @@ def run(args: EdgeSettings, control: Control | None = None,
         else:
             stats = pipeline.run(audio, realtime=not args.offline, stop=control.stop)
     finally:
-        if emit_file is not None and emit_file is not sys.stdout:
-            emit_file.close()
+        close_emit()
     summary = stats.summary() | {
         "viseme_latency_ms": 1000 * stream.latency_s,
         "render_context_ms": 1000 * (renderer.bundle.viseme_context if renderer else 0)

@@ -50,7 +50,7 @@ class EdgeSettings:
     visemes: str = "auto"
     """model, none, file:PATH, or auto (model when the bundle has one)."""
     emit_visemes: str | None = None
-    """Write the viseme stream as JSON lines to this path (- for stdout)."""
+    """Write the viseme stream as JSON lines to this path, - (stdout) or udp://HOST:PORT."""
     backend: Literal["onnxruntime", "tflite"] = "onnxruntime"
     """Inference runtime."""
     precision: Literal["fp32", "int8"] = "fp32"

@@ -261,3 +261,19 @@ def test_a_bad_setting_names_its_file_and_key(isolated_config, capsys):
     assert main(["--print-config", "--config", str(isolated_config / "missing.yaml")]) == 2
     assert main(["--audio", "x.wav"]) == 2
     assert "no bundle" in capsys.readouterr().err
+
+
+def test_viseme_stream_goes_to_a_udp_port(tiny_bundle, tiny_dataset):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+        wav = _clip_wav(tiny_dataset)
+        code = main(["--bundle", str(tiny_bundle), "--audio", str(wav), "--offline", "--sink",
+                     "null", "--emit-visemes", f"udp://127.0.0.1:{port}"])
+        assert code == 0
+        frames = int(np.ceil(len(read_audio_file(wav)) / (SAMPLE_RATE // 25)))
+        events = [json.loads(listener.recv(1024)) for _ in range(frames)]
+    assert [e["frame"] for e in events] == list(range(frames))
