@@ -22,6 +22,7 @@ from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.emit import open_emitter
+from edge_runtime.errors import report
 from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
@@ -236,13 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             control = Control()
             control.install()
         notifier.stopping()
-    except (BundleError, AudioError, PhotoError, ValueError) as exc:
-        print(f"edge-run: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"edge-run: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (BundleError, AudioError, PhotoError, ValueError, OSError) as exc:
+        return report("edge-run", exc)
     except KeyboardInterrupt:
         return 130
     return 0

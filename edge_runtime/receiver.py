@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
+from edge_runtime.errors import report
 from edge_runtime.hybrid import parse_address
 from edge_runtime.renderer import BACKEND_PREFIX
 from edge_runtime.sinks import Sink, open_sink
@@ -149,13 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = (bundle.latent.channels, bundle.latent.size, bundle.latent.size)
         sink = open_sink(args.sink, bundle.fps, with_audio=False)
         receiver = Receiver(decoder, shape, sink, args.listen, read_key(args.key_file))
-    except (BundleError, ValueError) as exc:
-        print(f"edge-receive: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"edge-receive: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (BundleError, ValueError, OSError) as exc:
+        return report("edge-receive", exc)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():  # signals reach only it
         for sig in (signal.SIGTERM, signal.SIGINT):

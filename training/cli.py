@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edge_runtime.bundle import VARIANTS
+from edge_runtime.errors import report
 from training.config import Lrs3Config, SynthConfig, load_config, override
 from training.errors import UserError
 
@@ -316,13 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except UserError as exc:
-        print(f"tsd: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"tsd: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as exc:
+        return report("tsd", exc)
     except KeyboardInterrupt:
         print("tsd: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
