@@ -20,7 +20,7 @@ from export.graphs import STEP_INPUTS, GenerateGraph, ReferenceGraph, StepGraph,
 from training.config import VisemeRecognizerConfig
 from training.data.manifest import Manifest
 from training.data.media import read_wav
-from training.eval.clips import load_clips, viseme_context
+from training.eval.clips import load_clips, select_clips, viseme_context
 from training.tasks.visemes import mel_window
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,11 @@ def capture(manifest: Manifest, reference: ReferenceGraph, step: StepGraph,
 
 def capture_visemes(manifest: Manifest, cfg: VisemeRecognizerConfig, split: str = "val",
                     clips: int = 4, frames_per_clip: int = 32) -> list[Sample]:
-    """Log-mel windows of the visemes graph over held-out clips (what the device computes)."""
+    """Log-mel windows of the visemes graph over held-out clips (what the device computes);
+    only each clip's audio is read."""
     samples = []
-    for clip in load_clips(manifest, split, clips, max_frames=10_000):
-        count = len(clip.visemes)
-        audio = _full_audio(manifest, clip.id)
-        for frame in np.linspace(0, count - 1, frames_per_clip).round().astype(int):
+    for clip in select_clips(manifest, split, clips):
+        audio = read_wav(manifest.resolve(clip.audio))[0]
+        for frame in np.linspace(0, clip.frame_count - 1, frames_per_clip).round().astype(int):
             samples.append({"mel": mel_window(audio, int(frame), cfg)[None]})
     return samples
-
-
-def _full_audio(manifest: Manifest, clip_id: str) -> np.ndarray:
-    clip = next(c for c in manifest.clips if c.id == clip_id)
-    return read_wav(manifest.resolve(clip.audio))[0]

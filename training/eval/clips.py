@@ -69,8 +69,8 @@ def load_clip(manifest: Manifest, clip: ClipRecord, clips: list[ClipRecord],
         audio=padded, fps=clip.fps)
 
 
-def load_clips(manifest: Manifest, split: str, max_clips: int, max_frames: int,
-               min_frames: int = 10) -> list[EvalClip]:
+def select_clips(manifest: Manifest, split: str, max_clips: int, min_frames: int = 10
+                 ) -> list[ClipRecord]:
     """Up to ``max_clips`` clips of ``split``, spread over its speakers (round robin)."""
     clips = [c for c in manifest.split(split) if c.frame_count >= min_frames]
     if not clips:
@@ -82,7 +82,15 @@ def load_clips(manifest: Manifest, split: str, max_clips: int, max_frames: int,
     order = []
     for rank in range(max(len(v) for v in by_speaker.values())):
         order += [v[rank] for v in by_speaker.values() if rank < len(v)]
-    return [load_clip(manifest, c, clips, max_frames) for c in order[:max_clips]]
+    return order[:max_clips]
+
+
+def load_clips(manifest: Manifest, split: str, max_clips: int, max_frames: int,
+               min_frames: int = 10) -> list[EvalClip]:
+    """The clips of select_clips, loaded (frames, flow, audio, visemes, boxes)."""
+    clips = [c for c in manifest.split(split) if c.frame_count >= min_frames]
+    return [load_clip(manifest, c, clips, max_frames)
+            for c in select_clips(manifest, split, max_clips, min_frames)]
 
 
 def viseme_context(clip: EvalClip, context: int) -> torch.Tensor:
