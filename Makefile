@@ -7,10 +7,10 @@ PIP    := $(VENV)/bin/pip
 PY     := $(VENV)/bin/python
 DEMO   ?= data/demo
 
-RUNS   ?= runs
+RUNS   ?= runs/demo
 TSD    := $(VENV)/bin/tsd
 
-.PHONY: demo test bench clean train-demo
+.PHONY: demo test bench clean train-demo browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,22 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tsd data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 	$(VENV)/bin/tsd data preview --data $(DEMO) --out $(DEMO)/preview
 
+# Debian's Chromium + ChromeDriver for the live-page test (it skips where they are missing).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
+	  echo "make: could not install chromium; the MJPEG page test will be skipped"
+
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
-# The full demo pipeline on CPU (hours; every stage resumes where it stopped when re-run).
+# The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run.
 train-demo: $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
-	for t in ae idenc sync lipread visemes teacher student; do \
-	  $(TSD) train $$t --config configs/train/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
+	for t in ae idenc sync teacher student visemes lipread; do \
+	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
 	done
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \

@@ -1,8 +1,9 @@
 """``edge-run``: audio -> visemes -> talking-face frames on the device (torch-free).
 
 Audio from a microphone, a wav file or stdin (offline or at real-time pace); E1 (full)
-frames to an mp4 with the audio, PNG frames or nowhere. E2 hybrid streaming and the layered
-config file follow (edge runtime issue).
+frames to an mp4 with the audio, PNG frames or nowhere; E2 (hybrid) latents to edge-receive.
+Runs under systemd (sd_notify READY / watchdog, SIGHUP reload, SIGTERM stop); ``--autotune``
+picks the fastest variant for this device.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.audio_features import SAMPLE_RATE
 from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
+from edge_runtime.autotune import autotune, write_choice
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.emit import open_emitter
@@ -26,7 +30,13 @@ from edge_runtime.errors import report
 from edge_runtime.hybrid import LatentSender
 from edge_runtime.mic import MicrophoneSource
 from edge_runtime.pipeline import Pipeline
-from edge_runtime.renderer import BACKEND_PREFIX, PhotoError, Renderer, prepare_reference
+from edge_runtime.renderer import (
+    BACKEND_PREFIX,
+    SAMPLERS,
+    PhotoError,
+    Renderer,
+    prepare_reference,
+)
 from edge_runtime.sdnotify import Notifier
 from edge_runtime.settings import (
     SYSTEM_CONFIG,
@@ -36,6 +46,7 @@ from edge_runtime.settings import (
     user_config,
 )
 from edge_runtime.sinks import open_sink
+from edge_runtime.sphinx import PocketsphinxRecognizer
 from edge_runtime.viseme_stream import (
     FileRecognizer,
     LearnedRecognizer,
@@ -45,6 +56,8 @@ from edge_runtime.viseme_stream import (
 from edge_runtime.wire import read_key
 
 log = logging.getLogger("edge-run")
+SPHINX_LOOKAHEAD = 3
+"""Frames pocketsphinx hears after a frame before deciding it (40 + 120 ms = 160 ms)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,15 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
                         "and cropped); needed to render frames")
     parser.add_argument("--sink",
-                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, or null "
-                             "(default); in hybrid mode latent://HOST:PORT (default "
-                             "latent://127.0.0.1:5599)")
+                        help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, "
+                             "http://HOST:PORT (a live MJPEG page; use 127.0.0.1 unless other "
+                             "machines must see it), or null (default); in hybrid mode "
+                             "latent://HOST:PORT (default latent://127.0.0.1:5599)")
     parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
                         "HMAC-SHA256 the receiver checks")
     parser.add_argument("--visemes",
-                        help="viseme source: model (the bundle's recogniser), none (all sil), "
-                             "file:PATH (.npy ids or JSON lines), auto (default: model if the "
-                             "bundle has one, else none)")
+                        help="viseme source: model (the bundle's recogniser), pocketsphinx "
+                             "(phone recognition for real speech; pocketsphinx:N sets its "
+                             f"look-ahead to N frames, default {SPHINX_LOOKAHEAD}), none (all "
+                             "sil), file:PATH (.npy ids or JSON lines), auto (default: model "
+                             "if the bundle has one, else none)")
     parser.add_argument("--emit-visemes", metavar="PATH",
                         help="write the viseme stream as JSON lines to PATH, - (stdout) or "
                              "udp://HOST:PORT (one datagram per frame)")
@@ -95,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["fp32", "int8"],
                         help="graph precision (default fp32; int8 follows the bundle's plan)")
     parser.add_argument("--threads", type=int, help="inference threads per graph (default 2)")
+    parser.add_argument("--sampler", choices=list(SAMPLERS),
+                        help="unrolled (default): one generate_K call per frame; step: K "
+                             "calls of the one-step graph")
+    parser.add_argument("--autotune", action="store_true",
+                        help="measure every backend, precision, thread count and sampler of "
+                             "the bundle on this device for --mode and --steps, write the "
+                             "fastest into the --config file (else the user config file), "
+                             "then exit")
     parser.add_argument("--seed", type=int, help="seeds the stream's noise (default 0)")
     parser.add_argument("--stats", metavar="PATH", help="write the run's stats as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -110,6 +134,11 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
         return SilentRecognizer()
     if spec.startswith("file:"):
         return FileRecognizer(spec[5:])
+    if spec == "pocketsphinx" or spec.startswith("pocketsphinx:"):
+        lookahead = spec.partition(":")[2] or str(SPHINX_LOOKAHEAD)
+        if not lookahead.isdigit():
+            raise ValueError(f"--visemes {spec}: expected pocketsphinx or pocketsphinx:FRAMES")
+        return PocketsphinxRecognizer(bundle.fps, int(lookahead))
     if spec == "model":
         if bundle.recognizer is None:
             raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (export it "
@@ -117,7 +146,8 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
         variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
         session = open_graph(bundle, root, variant, "visemes", threads)
         return LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor)
-    raise ValueError(f"unknown viseme source {spec!r} (model, none, file:PATH, auto)")
+    raise ValueError(f"unknown viseme source {spec!r} (model, pocketsphinx[:FRAMES], none, "
+                     "file:PATH, auto)")
 
 
 class Control:
@@ -148,6 +178,7 @@ def run(args: EdgeSettings, control: Control | None = None,
     if args.bundle is None:
         raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
                          f"({SYSTEM_CONFIG} or {user_config()})")
+    started = time.perf_counter()
     bundle, root = load_bundle(args.bundle)
     audio = None
     if args.audio == "-":
@@ -160,7 +191,7 @@ def run(args: EdgeSettings, control: Control | None = None,
         if not args.reference:
             raise ValueError("--reference PHOTO is needed to render frames")
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
-                            args.threads, args.mode, args.seed)
+                            args.threads, args.mode, args.seed, sampler=args.sampler)
         renderer.set_reference(prepare_reference(args.reference, bundle.resolution))
         renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
@@ -174,19 +205,18 @@ def run(args: EdgeSettings, control: Control | None = None,
         sink = LatentSender(sink_spec, read_key(args.key_file))
     else:
         sink = open_sink(sink_spec, bundle.fps)
-    pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat)
+    pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
+                        on_stats=_log_stats)
+    load_s = time.perf_counter() - started
     notifier.ready(f"{bundle.name}: {args.mode} mode, {args.steps} steps, audio {args.audio}")
     try:
         if audio is None:
-            stats = _run_mic(pipeline, args, control.stop)
+            _run_mic(pipeline, args, control.stop)
         else:
-            stats = pipeline.run(audio, realtime=not args.offline, stop=control.stop)
+            pipeline.run(audio, realtime=not args.offline, stop=control.stop)
     finally:
         close_emit()
-    summary = stats.summary() | {
-        "viseme_latency_ms": 1000 * stream.latency_s,
-        "render_context_ms": 1000 * (renderer.bundle.viseme_context if renderer else 0)
-        / bundle.fps}
+    summary = pipeline.summary() | {"load_s": load_s, "peak_rss_mb": peak_rss_mb()}
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return summary
@@ -209,12 +239,50 @@ def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
     return stats
 
 
-def _print_summary(summary: dict) -> None:
-    stages = ", ".join(f"{k} {v['mean']:.1f} ms (p95 {v['p95']:.1f})"
+def _autotune(settings: EdgeSettings, target: Path) -> None:
+    if settings.bundle is None:
+        raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file")
+    bundle, root = load_bundle(settings.bundle)
+    results = autotune(bundle, root, settings.steps, settings.mode)
+    print(f"{'backend':<12}{'precision':<10}{'threads':>7}  {'sampler':<9}{'median ms':>10}"
+          f"{'p95 ms':>8}")
+    for r in results:
+        c = r.candidate
+        print(f"{c.backend:<12}{c.precision:<10}{c.threads:>7}  {c.sampler:<9}"
+              f"{r.median_ms:>10.2f}{r.p95_ms:>8.2f}")
+    write_choice(target, results[0].candidate)
+    print(f"edge-run: wrote {results[0].candidate.settings()} to {target}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM (Linux) first: ru_maxrss survives exec, so
+    a process started from a big one (pytest with torch) would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _stats_line(summary: dict) -> str:
+    stages = ", ".join(f"{k} p50 {v['p50']:.1f} / p95 {v['p95']:.1f} ms"
                        for k, v in summary["stages_ms"].items())
-    print(f"edge-run: {summary['frames']} frames, {summary['dropped']} dropped, "
-          f"{summary['fps']:.1f} fps; {stages}; viseme delay {summary['viseme_latency_ms']:.0f}"
-          f" ms + render context {summary['render_context_ms']:.0f} ms", file=sys.stderr)
+    return (f"{summary['frames']} frames, {summary['dropped']} dropped, "
+            f"{summary['fps']:.1f} fps; {stages}; sound to frame "
+            f"{summary['audio_to_frame_ms']:.0f} ms (viseme delay "
+            f"{summary['viseme_latency_ms']:.0f} + render context "
+            f"{summary['render_context_ms']:.0f} + render)")
+
+
+def _log_stats(summary: dict) -> None:
+    log.info("live: %s; RSS %.0f MB", _stats_line(summary), peak_rss_mb())
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"edge-run: {_stats_line(summary)}; load {summary['load_s']:.2f} s, peak RSS "
+          f"{summary['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             settings, sources = load_layers(args.config, vars(args))
             if args.print_config:
                 print(describe(settings, sources), end="")
+                return 0
+            if args.autotune:
+                _autotune(settings, Path(args.config) if args.config else user_config())
                 return 0
             _print_summary(run(settings, control, notifier))
             if not control.reload:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,21 +26,47 @@ CHUNK_S = 0.02
 """Audio is fed in 20 ms chunks (a typical capture block)."""
 
 
+RECENT = 1000
+"""Percentiles cover the last RECENT calls of a stage: bounded memory in a service that runs
+for weeks, and live figures that follow the present."""
+STATS_EVERY_S = 10.0
+"""How often a running pipeline logs its live stats (to the journal under systemd)."""
+SINK_STATS_EVERY_S = 1.0
+"""How often sinks that show stats (the MJPEG page) get them."""
+
+
+@dataclass
+class StageTimes:
+    """One stage's timings: mean over the whole run, p50/p95 over the recent calls."""
+
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    count: int = 0
+    total_ms: float = 0.0
+
+    def add(self, ms: float) -> None:
+        self.recent.append(ms)
+        self.count += 1
+        self.total_ms += ms
+
+    def summary(self) -> dict:
+        recent = np.asarray(self.recent)
+        return {"mean": self.total_ms / self.count, "p50": float(np.percentile(recent, 50)),
+                "p95": float(np.percentile(recent, 95)), "count": self.count}
+
+
+STAGES = ("visemes", "generate", "decode", "sink")
+
+
 @dataclass
 class Stats:
     frames: int = 0
     dropped: int = 0
     wall_s: float = 0.0
-    stages_ms: dict[str, list[float]] = field(default_factory=lambda: {
-        "visemes": [], "generate": [], "decode": [], "sink": []})
+    stages_ms: dict[str, StageTimes] = field(
+        default_factory=lambda: {name: StageTimes() for name in STAGES})
 
     def summary(self) -> dict:
-        stages = {}
-        for name, values in self.stages_ms.items():
-            if values:
-                v = np.asarray(values)
-                stages[name] = {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
-                                "p95": float(np.percentile(v, 95)), "count": len(v)}
+        stages = {name: t.summary() for name, t in self.stages_ms.items() if t.count}
         return {"frames": self.frames, "dropped": self.dropped, "wall_s": self.wall_s,
                 "fps": self.frames / self.wall_s if self.wall_s else 0.0, "stages_ms": stages}
 
@@ -47,14 +74,51 @@ class Stats:
 class Pipeline:
     def __init__(self, stream: VisemeStream, renderer: Renderer | None, sink: Sink,
                  emit: Callable[[VisemeEvent], None] | None = None,
-                 heartbeat: Callable[[], None] = lambda: None):
-        """``heartbeat`` is called every loop iteration (the systemd watchdog)."""
+                 heartbeat: Callable[[], None] = lambda: None,
+                 on_stats: Callable[[dict], None] | None = None):
+        """``heartbeat`` is called every loop iteration (the systemd watchdog);
+        ``on_stats`` every STATS_EVERY_S with the live summary (sinks that show stats, such
+        as the MJPEG page, get it too)."""
         self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
         self.heartbeat = heartbeat
+        self.on_stats = on_stats
+        self._started = time.monotonic()
+        self._logged = self._shown = self._started
         self.context = renderer.bundle.viseme_context if renderer else 0
         self.tokens: list[int] = []
         self.next_frame = 0
         self.stats = Stats()
+
+    def summary(self) -> dict:
+        """Stats so far, with the sound-to-frame delay: the viseme stream's delay (frame +
+        look-ahead), the viseme context the renderer waits for, and the recent median
+        render time."""
+        summary = self.stats.summary()
+        if not summary["wall_s"]:
+            elapsed = time.monotonic() - self._started
+            summary |= {"wall_s": elapsed, "fps": self.stats.frames / elapsed if elapsed else 0}
+        fps = self.renderer.bundle.fps if self.renderer else self.stream.fps
+        render = sum(summary["stages_ms"].get(k, {}).get("p50", 0.0)
+                     for k in ("generate", "decode", "sink"))
+        summary["viseme_latency_ms"] = 1000 * self.stream.latency_s
+        summary["render_context_ms"] = 1000 * self.context / fps
+        summary["audio_to_frame_ms"] = (summary["viseme_latency_ms"]
+                                        + summary["render_context_ms"] + render)
+        return summary
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        show = hasattr(self.sink, "publish_stats") and now - self._shown >= SINK_STATS_EVERY_S
+        log = self.on_stats is not None and now - self._logged >= STATS_EVERY_S
+        if not (show or log):
+            return
+        summary = self.summary()
+        if show:
+            self._shown = now
+            self.sink.publish_stats(summary)
+        if log:
+            self._logged = now
+            self.on_stats(summary)
 
     def _accept(self, events: list[VisemeEvent]) -> None:
         for event in events:
@@ -80,16 +144,16 @@ class Pipeline:
         began = time.perf_counter()
         latent = self.renderer.latent(window)
         made = time.perf_counter()
-        stages["generate"].append(1000 * (made - began))
+        stages["generate"].add(1000 * (made - began))
         if self.renderer.decoder is not None:
             image = self.renderer.decode(latent)
             decoded = time.perf_counter()
-            stages["decode"].append(1000 * (decoded - made))
+            stages["decode"].add(1000 * (decoded - made))
             self.sink.write(frame, image)
-            stages["sink"].append(1000 * (time.perf_counter() - decoded))
+            stages["sink"].add(1000 * (time.perf_counter() - decoded))
         else:  # hybrid: the latent itself goes out
             self.sink.write(frame, latent)
-            stages["sink"].append(1000 * (time.perf_counter() - made))
+            stages["sink"].add(1000 * (time.perf_counter() - made))
         self.stats.frames += 1
 
     def _ready(self, final: bool) -> int:
@@ -101,11 +165,12 @@ class Pipeline:
         dropping older ready frames)."""
         self._push(audio)
         self._drain(final=False, realtime=realtime)
+        self._publish()
 
     def _push(self, audio: np.ndarray) -> None:
         began = time.perf_counter()
         self._accept(self.stream.push(audio))
-        self.stats.stages_ms["visemes"].append(1000 * (time.perf_counter() - began))
+        self.stats.stages_ms["visemes"].add(1000 * (time.perf_counter() - began))
 
     def _drain(self, final: bool, realtime: bool) -> None:
         while (ready := self._ready(final)) > 0:

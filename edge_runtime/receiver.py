@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bundle", required=True, help="the bundle the device runs")
     parser.add_argument("--listen", default="127.0.0.1:5599",
                         help="ADDR:PORT to listen on (127.0.0.1 unless you open it on purpose)")
-    parser.add_argument("--sink", default="null", help="OUT.mp4, png:FOLDER, FOLDER/ or null")
+    parser.add_argument("--sink", default="null",
+                        help="OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (a live MJPEG "
+                             "page) or null")
     parser.add_argument("--key-file", help="shared key file: require HMAC-authenticated frames")
     parser.add_argument("--backend", choices=list(BACKENDS), default="onnxruntime",
                         help="inference runtime for the decoder")

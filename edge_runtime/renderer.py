@@ -1,6 +1,9 @@
 """Frames from viseme windows: the reference graph once per stream, then per frame the
-unrolled K-step sampler (generate_K, the bundle's fixed schedule baked in) and, in full (E1)
-mode, the decoder.
+K-step sampler and, in full (E1) mode, the decoder.
+
+The sampler is either the unrolled graph generate_K (the bundle's fixed schedule baked in;
+one call) or K calls of the one-step graph ``step`` with the schedule applied here. Which is
+faster depends on the device (``edge-run --autotune`` measures it); both give the same frame.
 
 One stream = one reference and one fixed set of noises (start and re-noising), shared by
 every frame: frames differ only through their visemes, so noise cannot flicker. Inputs are
@@ -18,10 +21,13 @@ import numpy as np
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import Bundle, BundleError
 from edge_runtime.face_crop import centre_box, crop, detect_face, square_box
+from edge_runtime.schedule import StepSchedule, log_snr
 
 log = logging.getLogger(__name__)
 
 BACKEND_PREFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
+SAMPLERS = ("unrolled", "step")
+"""unrolled: one generate_K call per frame; step: K calls of the one-step graph."""
 FACE_MARGIN = 0.35
 """Crop margin around the detected face, as in the LRS3 preprocessing (Lrs3Config)."""
 
@@ -50,9 +56,11 @@ def prepare_reference(path: str | Path, size: int) -> np.ndarray:
 class Renderer:
     def __init__(self, bundle: Bundle, root: Path, steps: int, backend: str = "onnxruntime",
                  precision: str = "fp32", threads: int = 2, mode: str = "full", seed: int = 0,
-                 variants: dict[str, str] | None = None):
+                 variants: dict[str, str] | None = None, sampler: str = "unrolled"):
         """``variants`` (graph kind -> variant) overrides the backend/precision choice, e.g.
         to measure one int8 graph among fp32 ones."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if steps not in bundle.schedules:
             raise BundleError(f"bundle {bundle.name!r} has no {steps}-step schedule (it has "
                               f"{sorted(bundle.schedules)})")
@@ -64,7 +72,10 @@ class Renderer:
 
         self.bundle, self.steps, self.mode = bundle, steps, mode
         self.reference = graph("reference", "reference")
-        self.generate = graph("generate", f"generate_{steps}")
+        if sampler == "unrolled":
+            self.generate = graph("generate", f"generate_{steps}")
+        else:
+            self.generate = StepLoop(graph("generate", "step"), bundle.schedules[steps])
         self.decoder = graph("decoder", "decoder") if mode == "full" else None
         self.feeds: dict[str, np.ndarray] = {
             "visemes": np.zeros((1, 2 * bundle.viseme_context + 1), np.int32)}
@@ -92,3 +103,32 @@ class Renderer:
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         return self.decoder.run({"latent": latent})[0]
+
+
+class StepLoop:
+    """The K-step consistency sampler over the one-step graph, with the same interface and
+    result as generate_K (export/graphs.py GenerateGraph is the same loop in torch)."""
+
+    def __init__(self, step, schedule: StepSchedule):
+        self.step, self.schedule = step, schedule
+        levels = log_snr(np.asarray(schedule.timesteps)).astype(np.float32)
+        self.levels = [levels[k:k + 1] for k in range(schedule.steps)]  # [1] each
+        abar = 1.0 / (1.0 + np.exp(-levels.astype(np.float64)))
+        self.keep = np.sqrt(abar).astype(np.float32)
+        self.mix = np.sqrt(1.0 - abar).astype(np.float32)
+        self.feeds: dict[str, np.ndarray] = {}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        noise = feeds["noise"]  # [1, C, h, w]
+        x = noise if self.schedule.start == "noise" else \
+            self.keep[0] * feeds["ref_latent"] + self.mix[0] * noise
+        step_feeds = self.feeds
+        for name in ("ref_latent", "identity", "visemes"):
+            step_feeds[name] = feeds[name]
+        x0 = x
+        for k in range(self.schedule.steps):
+            step_feeds["x"], step_feeds["noise_level"] = x, self.levels[k]
+            x0 = self.step.run(step_feeds)[0]
+            if k + 1 < self.schedule.steps:
+                x = self.keep[k + 1] * x0 + self.mix[k + 1] * feeds["renoise"][k:k + 1]
+        return [x0]

@@ -43,12 +43,14 @@ class EdgeSettings:
     reference: str | None = None
     """Reference photo (any size; the face is found and cropped)."""
     sink: str | None = None
-    """Frames: OUT.mp4, png:FOLDER, FOLDER/ or null; hybrid: latent://HOST:PORT.
+    """Frames: OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (live MJPEG page) or null;
+    hybrid: latent://HOST:PORT.
     None: null in full mode, latent://127.0.0.1:5599 in hybrid mode."""
     key_file: str | None = None
     """Hybrid: shared key file for HMAC-authenticated frames."""
     visemes: str = "auto"
-    """model, none, file:PATH, or auto (model when the bundle has one)."""
+    """model, pocketsphinx[:FRAMES], none, file:PATH, or auto (model when the bundle has
+    one)."""
     emit_visemes: str | None = None
     """Write the viseme stream as JSON lines to this path, - (stdout) or udp://HOST:PORT."""
     backend: Literal["onnxruntime", "tflite"] = "onnxruntime"
@@ -57,6 +59,9 @@ class EdgeSettings:
     """Graph precision (int8 follows the bundle's int8 plan)."""
     threads: int = 2
     """Inference threads per graph."""
+    sampler: Literal["unrolled", "step"] = "unrolled"
+    """unrolled: one generate_K graph call per frame; step: K calls of the one-step graph
+    (edge-run --autotune measures which is faster on this device)."""
     seed: int = 0
     """Seeds the stream's noise."""
     stats: str | None = None

@@ -1,7 +1,7 @@
-"""Where rendered frames go: an mp4 with the input audio muxed in, PNG frames, or nowhere
-(``null``, for benchmarks). Frames arrive in order with their index; a dropped frame is
-filled with the previous one, so the video keeps a constant rate and stays in sync with the
-audio however many frames were dropped.
+"""Where rendered frames go: an mp4 with the input audio muxed in, PNG frames, a live MJPEG
+page (edge_runtime/mjpeg.py), or nowhere (``null``, for benchmarks). Frames arrive in order
+with their index; a dropped frame is filled with the previous one, so the video keeps a
+constant rate and stays in sync with the audio however many frames were dropped.
 """
 
 from __future__ import annotations
@@ -124,8 +124,11 @@ class Mp4Sink:
         self._last: np.ndarray | None = None
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        while self._last is not None and self.writer.frames < index:  # dropped frames
-            self.writer.add(self._last)
+        """Dropped frames repeat the previous frame (the first frame, if the stream began
+        with drops), so frame ``index`` always lands at index / fps seconds."""
+        fill = frame if self._last is None else self._last
+        while self.writer.frames < index:
+            self.writer.add(fill)
         self.writer.add(frame)
         self._last = frame
 
@@ -134,13 +137,19 @@ class Mp4Sink:
 
 
 def open_sink(spec: str, fps: int, with_audio: bool = True) -> Sink:
-    """``null``, ``*.mp4`` or a folder for PNG frames (``png:FOLDER`` or ``FOLDER/``)."""
+    """``null``, ``*.mp4``, a folder for PNG frames (``png:FOLDER`` or ``FOLDER/``) or a live
+    MJPEG page (``http://HOST:PORT``)."""
     if spec == "null":
         return NullSink()
+    if spec.startswith("http://"):
+        from edge_runtime.mjpeg import MjpegSink
+
+        return MjpegSink(spec)
     if spec.endswith(".mp4"):
         return Mp4Sink(spec, fps, with_audio)
     if spec.startswith("png:"):
         return PngSink(spec[4:])
     if spec.endswith("/"):
         return PngSink(spec)
-    raise ValueError(f"unknown sink {spec!r} (null, FILE.mp4, png:FOLDER or FOLDER/)")
+    raise ValueError(f"unknown sink {spec!r} (null, FILE.mp4, png:FOLDER, FOLDER/ or "
+                     "http://HOST:PORT)")

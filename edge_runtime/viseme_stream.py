@@ -2,7 +2,8 @@
 pause rules.
 
 Pipeline per pushed audio chunk: the streaming log-mel front end, a recogniser (the bundle's
-learned ``visemes`` graph, ``none`` or tokens from a file), then the pause rules:
+learned ``visemes`` graph, pocketsphinx phones (edge_runtime/sphinx.py), ``none`` or tokens
+from a file), then the pause rules:
 
 - a frame is speech when its energy is ``vad_margin_db`` above a slowly tracked noise floor
   (and above an absolute floor); breath and room noise fall below it and map to ``sil``
@@ -19,6 +20,7 @@ the frame itself (40 ms) plus the recogniser's look-ahead.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,9 @@ from edge_runtime.bundle import RecognizerSpec
 from edge_runtime.visemes import SIL, VISEMES
 
 MEL_PER_FRAME = 4
+HISTORY_MEL = 256
+"""Log-mel frames kept before the next undecided frame (2.56 s): more than any recogniser's
+context, and bounded, so a stream that runs for weeks keeps constant memory and cost."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,17 @@ class VisemeEvent:
 
 
 class Recognizer(Protocol):
+    """Decides frames from log-mel features; a recogniser that needs the raw audio (the
+    pocketsphinx one, edge_runtime/sphinx.py) also has ``feed(audio)``, called with every
+    pushed chunk before any frame is decided."""
+
     lookahead_frames: int
     """Video frames of audio needed after a frame before it can be decided."""
 
-    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
-        """mel: all log-mel frames so far [n, n_mels] -> (token, confidence) of ``frame``."""
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
+        """mel: the recent log-mel frames [n, n_mels], mel[0] being frame ``mel_start`` of the
+        stream (it reaches at least HISTORY_MEL frames back) -> (token, confidence) of video
+        frame ``frame``."""
         ...
 
 
@@ -87,12 +98,12 @@ class LearnedRecognizer:
                                np.float32)
         self._name = session.inputs[0].name
 
-    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
         first = MEL_PER_FRAME * frame - self.spec.context
-        lo, hi = max(first, 0), min(first + self.spec.window, len(mel))
+        lo, hi = max(first, mel_start), min(first + self.spec.window, mel_start + len(mel))
         window = self._window[0]
         window.fill(self._silence)
-        window[lo - first:hi - first] = mel[lo:hi]
+        window[lo - first:hi - first] = mel[lo - mel_start:hi - mel_start]
         logits = self.session.run({self._name: self._window})[0][0]
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
@@ -105,7 +116,7 @@ class SilentRecognizer:
 
     lookahead_frames = 0
 
-    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
         return SIL, 1.0
 
 
@@ -130,7 +141,7 @@ class FileRecognizer:
             raise ValueError(f"{path}: token {bad[0]} is not a viseme id (0..{len(VISEMES) - 1})")
         self.tokens = tokens
 
-    def decide(self, mel: np.ndarray, frame: int) -> tuple[int, float]:
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
         return (self.tokens[frame], 1.0) if frame < len(self.tokens) else (SIL, 1.0)
 
 
@@ -142,11 +153,18 @@ class VisemeStream:
         mel = mel or MelConfig()
         if SAMPLE_RATE % fps or (SAMPLE_RATE // fps) != MEL_PER_FRAME * mel.hop_length:
             raise ValueError(f"{fps} fps does not give {MEL_PER_FRAME} log-mel hops per frame")
+        spec = getattr(recognizer, "spec", None)
+        if spec is not None and spec.context > HISTORY_MEL:
+            raise ValueError(f"recogniser context {spec.context} exceeds the {HISTORY_MEL} "
+                             "log-mel frames a stream keeps")
         self.recognizer, self.fps, self.rules = recognizer, fps, rules
+        self._feed = getattr(recognizer, "feed", None)
         self.samples_per_frame = SAMPLE_RATE // fps
         self._front = StreamingLogMel(mel)
         self._mel = np.zeros((0, mel.n_mels), np.float32)
-        self._energy: list[float] = []
+        self._mel_start = 0  # stream index of self._mel[0]
+        self._energy: deque[float] = deque()  # dBFS of the frames from self._next on
+        self._frames = 0  # whole frames of audio seen
         self._partial = np.zeros(0, np.float32)
         self._next = 0
         self._noise_db = -60.0
@@ -160,6 +178,8 @@ class VisemeStream:
 
     def push(self, audio: np.ndarray) -> list[VisemeEvent]:
         audio = np.asarray(audio, np.float32)
+        if self._feed is not None:
+            self._feed(audio)
         features = self._front.push(audio)
         if len(features):
             self._mel = np.concatenate([self._mel, features])
@@ -169,15 +189,26 @@ class VisemeStream:
             frames = self._partial[: whole * self.samples_per_frame]
             rms = np.sqrt(np.mean(frames.reshape(whole, -1) ** 2, axis=1) + 1e-12)
             self._energy.extend((20 * np.log10(rms)).tolist())
+            self._frames += whole
             self._partial = self._partial[whole * self.samples_per_frame:]
-        return list(self._decide_ready())
+        events = list(self._decide_ready())
+        self._trim()
+        return events
+
+    def _trim(self) -> None:
+        """Forget log-mel frames older than HISTORY_MEL before the next frame (in steps of
+        HISTORY_MEL, so the copy is rare)."""
+        keep_from = MEL_PER_FRAME * self._next - HISTORY_MEL
+        if keep_from - self._mel_start >= HISTORY_MEL:
+            self._mel = self._mel[keep_from - self._mel_start:].copy()
+            self._mel_start = keep_from
 
     def finish(self) -> list[VisemeEvent]:
         """Flush: pad with silence so the last frames get their look-ahead."""
         pad = (self.recognizer.lookahead_frames + 2) * self.samples_per_frame
         if len(self._partial):
             pad += self.samples_per_frame - len(self._partial)
-        count = len(self._energy) + (1 if len(self._partial) else 0)
+        count = self._frames + (1 if len(self._partial) else 0)
         events = self.push(np.zeros(pad, np.float32))
         self._finished = True
         return [e for e in events if e.frame < count]
@@ -186,27 +217,26 @@ class VisemeStream:
         while True:
             frame = self._next
             need_mel = MEL_PER_FRAME * (frame + 1 + self.recognizer.lookahead_frames)
-            if frame >= len(self._energy) or len(self._mel) < need_mel:
+            if frame >= self._frames or self._mel_start + len(self._mel) < need_mel:
                 return
-            yield self._event(frame)
+            yield self._event(frame, self._energy.popleft())
             self._next += 1
 
-    def _event(self, frame: int) -> VisemeEvent:
-        level = self._energy[frame]
+    def _event(self, frame: int, level: float) -> VisemeEvent:
         speech = level > max(self._noise_db + self.rules.vad_margin_db, self.rules.vad_floor_db)
         # noise floor: follows quiet frames quickly, loud ones very slowly
         rate = 0.3 if level < self._noise_db else 0.005
         self._noise_db += rate * (level - self._noise_db)
         time_s = frame / self.fps
         if speech:
-            token, confidence = self.recognizer.decide(self._mel, frame)
+            token, confidence = self.recognizer.decide(self._mel, frame, self._mel_start)
             self._silent_run = 0
             return VisemeEvent(frame, time_s, token, confidence, "speech")
         self._silent_run += 1
         if self._silent_run <= self.rules.hold_frames:
             # a short dip (a stop closure, a breath between words): the recogniser was trained
             # on such contexts, so its shape holds; only longer silences close the mouth
-            token, confidence = self.recognizer.decide(self._mel, frame)
+            token, confidence = self.recognizer.decide(self._mel, frame, self._mel_start)
             return VisemeEvent(frame, time_s, token, confidence, "hold")
         state = "relax" if self._silent_run <= self.rules.rest_frames else "rest"
         return VisemeEvent(frame, time_s, SIL, 1.0, state)

@@ -15,6 +15,9 @@ TINY_CONFIG = REPO / "configs" / "data" / "synth-tiny.yaml"
 def pytest_addoption(parser):
     parser.addoption("--bundle", default=None,
                      help="bundle folder for tests/benchmarks (default: the tiny bundle)")
+    parser.addoption("--student", default=None,
+                     help="student final.pt (it names its teacher) for the teacher-vs-student "
+                          "benchmark (default: the tiny student)")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import yaml
 
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import BundleError, load_bundle
-from edge_runtime.schedule import log_snr
 
 
 def _inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
@@ -76,30 +75,31 @@ def test_variants_agree_with_onnx_fp32_on_a_real_frame(tiny_bundle, variant):
     assert error < (1.0 if variant == "tflite-fp32" else 40.0), error
 
 
-def test_unrolled_generate_equals_the_step_loop(tiny_bundle):
-    """generate_K (schedule baked in) == K calls of the step graph with the bundle's
-    schedule and the same re-noising: the runtime may use either."""
+@pytest.mark.parametrize("start", ["noise", "reference"])
+def test_the_runtime_step_loop_matches_the_torch_sampler(tiny_bundle, tiny_student, start):
+    """edge_runtime's StepLoop over the exported step graph == export's GenerateGraph in
+    torch, for either inference start (tests/test_runtime.py checks it against generate_K)."""
+    from calibration.schedules import load_student
+    from edge_runtime.renderer import StepLoop
+    from edge_runtime.schedule import StepSchedule
+    from export.graphs import GenerateGraph
+
     bundle, root = load_bundle(tiny_bundle)
-    step = open_graph(bundle, root, "onnx-fp32", "step")
+    schedule = StepSchedule((0.8, 0.5, 0.2), start)
     ref = open_graph(bundle, root, "onnx-fp32", "reference").run(
         {"image": np.full((128, 128, 3), 120, np.uint8)})
     rng = np.random.default_rng(1)
-    noise = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
-    renoise = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
-    visemes = np.array([[0, 3, 10, 10, 0]], np.int32)
-    schedule = bundle.schedules[4]
-    x = noise
-    for k, t in enumerate(schedule.timesteps):
-        level = np.array([log_snr(t)], np.float32)
-        x0 = step.run({"x": x, "noise_level": level, "ref_latent": ref[0], "identity": ref[1],
-                       "visemes": visemes})[0]
-        if k + 1 < schedule.steps:
-            abar = 1 / (1 + np.exp(-log_snr(schedule.timesteps[k + 1])))
-            x = (np.sqrt(abar) * x0 + np.sqrt(1 - abar) * renoise[k]).astype(np.float32)
-    unrolled = open_graph(bundle, root, "onnx-fp32", "generate_4").run(
-        {"noise": noise, "renoise": renoise, "ref_latent": ref[0], "identity": ref[1],
-         "visemes": visemes})[0]
-    assert np.abs(unrolled - x0).max() < 1e-4
+    feeds = {"noise": rng.standard_normal((1, 4, 16, 16)).astype(np.float32),
+             "renoise": rng.standard_normal((2, 4, 16, 16)).astype(np.float32),
+             "ref_latent": ref[0], "identity": ref[1],
+             "visemes": np.array([[0, 3, 10, 10, 0]], np.int32)}
+    loop = StepLoop(open_graph(bundle, root, "onnx-fp32", "step"), schedule)
+    ours = loop.run(feeds)[0]
+    graph = GenerateGraph(load_student(tiny_student)[2], schedule)
+    with torch.no_grad():
+        theirs = graph(*(torch.as_tensor(feeds[k]) for k in (
+            "noise", "renoise", "ref_latent", "identity", "visemes"))).numpy()
+    assert np.abs(ours - theirs).max() < 1e-4
 
 
 def test_macs_counted_on_the_graph_match_torch(tiny_bundle, tiny_student):

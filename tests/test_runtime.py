@@ -10,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +278,102 @@ def test_viseme_stream_goes_to_a_udp_port(tiny_bundle, tiny_dataset):
         frames = int(np.ceil(len(read_audio_file(wav)) / (SAMPLE_RATE // 25)))
         events = [json.loads(listener.recv(1024)) for _ in range(frames)]
     assert [e["frame"] for e in events] == list(range(frames))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_step_sampler_gives_the_unrolled_graphs_frame(tiny_bundle, steps):
+    """K calls of the one-step graph with the schedule applied in numpy == generate_K."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.renderer import Renderer
+
+    bundle, root = load_bundle(tiny_bundle)
+    unrolled = Renderer(bundle, root, steps, threads=1)
+    stepped = Renderer(bundle, root, steps, threads=1, sampler="step")
+    photo = np.random.default_rng(1).integers(0, 255, (bundle.resolution,) * 2 + (3,), np.uint8)
+    window = np.array([0, 3, 10, 10, 0], np.int32)[:2 * bundle.viseme_context + 1]
+    for renderer in (unrolled, stepped):
+        renderer.set_reference(photo)
+    np.testing.assert_allclose(stepped.latent(window), unrolled.latent(window), atol=1e-4)
+
+
+def test_autotune_measures_every_variant_and_writes_the_fastest(tiny_bundle, tmp_path, capsys):
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"bundle: {tiny_bundle}\nsteps: 1\nvisemes: none\n")
+    assert main(["--config", str(config), "--autotune"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in table[1:-1]]
+    assert {(r[0], r[1], r[3]) for r in rows} == {
+        (b, p, s) for b in ("onnxruntime", "tflite") for p in ("fp32", "int8")
+        for s in ("unrolled", "step")}
+    medians = [float(r[4]) for r in rows]
+    assert medians == sorted(medians)
+    written = yaml.safe_load(config.read_text())
+    assert written["visemes"] == "none" and written["steps"] == 1  # other keys kept
+    assert [written[k] for k in ("backend", "precision", "threads", "sampler")] == \
+        [rows[0][0], rows[0][1], int(rows[0][2]), rows[0][3]]
+
+
+def test_a_long_stream_keeps_bounded_memory_and_the_same_visemes(tiny_bundle, monkeypatch):
+    """60 s through the learned recogniser in 20 ms pushes: the stream forgets old log-mel
+    frames (bounded memory and cost in a service) without changing a single decision."""
+    import edge_runtime.viseme_stream as vs
+    from edge_runtime.backends import open_graph
+    from edge_runtime.bundle import load_bundle
+
+    bundle, root = load_bundle(tiny_bundle)
+    session = open_graph(bundle, root, "onnx-fp32", "visemes", 1)
+    rng = np.random.default_rng(3)
+    audio = np.concatenate([tone(rng.uniform(0.1, 0.6), rng.uniform(100, 900),
+                                 level=rng.choice([0.0, 0.3])) for _ in range(170)])
+    audio = audio[:60 * SAMPLE_RATE]
+
+    def run() -> tuple[list[str], int]:
+        stream = VisemeStream(vs.LearnedRecognizer(session, bundle.recognizer,
+                                                   bundle.audio.floor))
+        events, longest = [], 0
+        for start in range(0, len(audio), 320):
+            events += stream.push(audio[start:start + 320])
+            longest = max(longest, len(stream._mel))
+        return [e.to_json() for e in events + stream.finish()], longest
+
+    trimmed, longest = run()
+    monkeypatch.setattr(vs, "HISTORY_MEL", 10**9)
+    kept, everything = run()
+    assert trimmed == kept
+    assert longest <= 2 * 256 + 40 < everything
+
+
+def test_pocketsphinx_recognises_real_speech_and_rests_in_silence(tiny_dataset, tmp_path):
+    """pocketsphinx on the dataset's (espeak-ng) speech, streaming through the device's
+    VisemeStream: far better than all-sil, silence at rest, 160 ms sound-to-viseme."""
+    from edge_runtime.sphinx import PocketsphinxRecognizer
+    from training.data.manifest import read_manifest
+    from training.data.media import read_wav
+
+    manifest = read_manifest(tiny_dataset)
+    hits = total = 0
+    for clip in manifest.clips[:4]:
+        truth = np.load(manifest.resolve(clip.visemes)).astype(int)
+        audio, _ = read_wav(manifest.resolve(clip.audio))
+        stream = VisemeStream(PocketsphinxRecognizer(25, 3))
+        events = []
+        for start in range(0, len(audio), 320):
+            events += stream.push(audio[start:start + 320])
+        events += stream.finish()
+        assert stream.latency_s == pytest.approx(0.16)
+        tokens = np.array([e.token for e in events])[:len(truth)]
+        hits += int((tokens == truth[:len(tokens)]).sum())
+        total += len(tokens)
+        assert events[0].token == SIL and events[-1].token == SIL  # leading/trailing silence
+    sil_share = np.mean(np.concatenate([np.load(manifest.resolve(c.visemes))
+                                        for c in manifest.clips[:4]]) == SIL)
+    assert hits / total > sil_share + 0.05  # all-sil scores exactly sil_share
+
+
+def test_edge_run_with_pocketsphinx_emits_visemes(tiny_bundle, tiny_dataset, capsys):
+    code = main(["--bundle", str(tiny_bundle), "--audio", str(_clip_wav(tiny_dataset)),
+                 "--offline", "--sink", "null", "--emit-visemes", "-", "--visemes",
+                 "pocketsphinx:2"])
+    assert code == 0
+    names = {json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()}
+    assert "sil" in names and len(names) >= 5

@@ -251,9 +251,32 @@ def build_parser() -> argparse.ArgumentParser:
                          help="held-out split")
     visemes.add_argument("--clips", type=_positive, default=12, help="clips to evaluate")
     visemes.add_argument("--variant", choices=list(VARIANTS), default="onnx-fp32",
-                         help="graph variant to run")
+                         help="graph variant to run (model)")
+    visemes.add_argument("--recognizer", choices=["model", "pocketsphinx"], default="model",
+                         help="model: the bundle's learned recogniser; pocketsphinx: phone "
+                              "recognition mapped to visemes")
     visemes.set_defaults(func=_eval_visemes)
+
+    bench = groups.add_parser(
+        "bench-report", help="latency tables from a pytest-benchmark JSON",
+        description="Reads the JSON of `pytest tests/benchmarks --benchmark-only "
+                    "--benchmark-json FILE` and writes OUT/bench.md (the paper's Table 2 and "
+                    "Table 3 layouts with a MAC-based Raspberry Pi 4 estimate, per-variant and "
+                    "per-stage tables, the teacher-vs-student ratio, load time and memory), "
+                    "OUT/bench.json and OUT/roofline.png.")
+    bench.add_argument("--json", required=True, help="pytest-benchmark JSON file")
+    bench.add_argument("--out", required=True, help="folder for the report")
+    bench.add_argument("--threads", type=_positive, default=2,
+                       help="thread count of Tables 2 and 3")
+    bench.set_defaults(func=_bench_report)
     return parser
+
+
+def _bench_report(args: argparse.Namespace) -> None:
+    from bench.report import bench_report
+
+    bench_report(Path(args.json), Path(args.out), args.threads)
+    print((Path(args.out) / "bench.md").read_text(), end="")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -303,7 +326,7 @@ def _eval_visemes(args: argparse.Namespace) -> None:
     from training.eval.visemes import eval_recognizers
 
     report = eval_recognizers(Path(args.bundle), read_manifest(args.data), Path(args.out),
-                              args.split, args.clips, args.variant)
+                              args.split, args.clips, args.variant, args.recognizer)
     print(f"whole utterance {report['whole_utterance_accuracy']:.3f}, streaming "
           f"{report['streaming_accuracy']:.3f} ({report['streaming_over_whole']:.1%}), none "
           f"{report['none_accuracy']:.3f}; sound-to-viseme "

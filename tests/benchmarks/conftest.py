@@ -1,6 +1,7 @@
 """The benchmarked bundle: ``--bundle DIR`` (an option of tests/conftest.py) measures any
 bundle; the default is the tiny bundle the test session exports from its tiny models, until
-a committed demo bundle replaces it."""
+a committed demo bundle replaces it. ``--student CKPT`` likewise picks the checkpoints of the
+host-side teacher-vs-student benchmark."""
 
 from __future__ import annotations
 
@@ -15,3 +16,11 @@ def bench_bundle(request) -> Path:
     if given:
         return Path(given)
     return request.getfixturevalue("tiny_bundle")
+
+
+@pytest.fixture(scope="session")
+def bench_student(request) -> Path:
+    given = request.config.getoption("--student")
+    if given:
+        return Path(given)
+    return request.getfixturevalue("tiny_student")

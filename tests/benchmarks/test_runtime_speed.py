@@ -1,12 +1,20 @@
 """Device latency per stage and per whole frame (pytest-benchmark; measurements only, no
 timing assertions). On the device: pytest tests/benchmarks --benchmark-only [--bundle DIR].
 
-Stages: audio front end + viseme recogniser (one 40 ms frame of audio), one student step,
-generate_K (K steps unrolled), decoder, hybrid message encoding; whole frames: E1 (visemes +
-generate_K + decoder + the pipeline's glue) and E2 (visemes + generate_K + wire encoding).
+Stages: audio front end + viseme recogniser (one 40 ms frame of audio), reference (once per
+stream), one student step, the K-step sampler (generate_K unrolled, or K calls of the step
+graph), decoder, hybrid message encoding and decoding; whole frames: E1 (visemes + sampler +
+decoder + the pipeline's glue) and E2 (visemes + sampler + wire encoding); the whole edge-run
+process on a wav (load time, fps, peak resident memory); and this CPU's sgemm rate, the
+roofline's peak. `tsd bench-report` turns the JSON of a run into the tables.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
 
 import numpy as np
 import pytest
@@ -18,7 +26,7 @@ from edge_runtime.pipeline import Pipeline
 from edge_runtime.renderer import BACKEND_PREFIX, Renderer
 from edge_runtime.sinks import NullSink
 from edge_runtime.viseme_stream import LearnedRecognizer, SilentRecognizer, VisemeStream
-from edge_runtime.wire import LatentMessage, encode
+from edge_runtime.wire import PREFIX, LatentMessage, decode, encode
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tflite", "fp32"),
             ("tflite", "int8")]
@@ -31,10 +39,12 @@ def _require(bundle, backend: str, precision: str) -> None:
         pytest.skip(f"the bundle has no {BACKEND_PREFIX[backend]}-{precision} variant")
 
 
-def _renderer(bundle_dir, steps, backend, precision, threads, mode="full") -> Renderer:
+def _renderer(bundle_dir, steps, backend, precision, threads, mode="full",
+              sampler="unrolled") -> Renderer:
     bundle, root = load_bundle(bundle_dir)
     _require(bundle, backend, precision)
-    renderer = Renderer(bundle, root, steps, backend, precision, threads, mode)
+    renderer = Renderer(bundle, root, steps, backend, precision, threads, mode,
+                        sampler=sampler)
     renderer.set_reference(np.full((bundle.resolution, bundle.resolution, 3), 128, np.uint8))
     return renderer
 
@@ -47,10 +57,13 @@ def _speech(seconds: float) -> np.ndarray:
 
 
 def _info(benchmark, bundle_dir, graph: str | None = None, **extra) -> None:
+    """Records what the figure includes; ``macs`` (of the fp32 graphs) feeds the roofline and
+    the Pi 4 estimate of tsd bench-report."""
     bundle, _ = load_bundle(bundle_dir)
-    benchmark.extra_info |= {"bundle": bundle.name, "resolution": bundle.resolution} | extra
+    benchmark.extra_info |= {"bundle": bundle.name, "resolution": bundle.resolution}
     if graph:
         benchmark.extra_info["macs"] = bundle.graph("onnx-fp32", graph).macs
+    benchmark.extra_info |= extra
 
 
 @pytest.mark.parametrize("backend, precision", VARIANTS)
@@ -72,13 +85,40 @@ def test_visemes_per_frame(benchmark, bench_bundle, backend, precision, threads)
 
 @pytest.mark.parametrize("backend, precision", VARIANTS)
 @pytest.mark.parametrize("threads", THREADS)
+def test_reference(benchmark, bench_bundle, backend, precision, threads):
+    renderer = _renderer(bench_bundle, 2, backend, precision, threads)
+    photo = np.full((renderer.bundle.resolution,) * 2 + (3,), 128, np.uint8)
+    benchmark(renderer.set_reference, photo)
+    _info(benchmark, bench_bundle, "reference", stage="reference", backend=backend,
+          precision=precision, threads=threads)
+
+
+@pytest.mark.parametrize("backend, precision", VARIANTS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_student_step(benchmark, bench_bundle, backend, precision, threads):
+    renderer = _renderer(bench_bundle, 1, backend, precision, threads, sampler="step")
+    loop = renderer.generate
+    feeds = dict(renderer.feeds, x=renderer.feeds["noise"], noise_level=loop.levels[0])
+    feeds.pop("noise")
+    benchmark(loop.step.run, feeds)
+    _info(benchmark, bench_bundle, "step", stage="step", backend=backend,
+          precision=precision, threads=threads)
+
+
+@pytest.mark.parametrize("backend, precision", VARIANTS)
+@pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("steps", STEPS)
-def test_generate(benchmark, bench_bundle, backend, precision, threads, steps):
-    renderer = _renderer(bench_bundle, steps, backend, precision, threads)
+@pytest.mark.parametrize("sampler", ["unrolled", "step"])
+def test_generate(benchmark, bench_bundle, backend, precision, threads, steps, sampler):
+    renderer = _renderer(bench_bundle, steps, backend, precision, threads, sampler=sampler)
     window = np.array([0, 3, 10, 10, 0], np.int32)[:2 * renderer.bundle.viseme_context + 1]
     benchmark(renderer.latent, window)
-    _info(benchmark, bench_bundle, f"generate_{steps}", stage=f"generate_{steps}",
+    graph = f"generate_{steps}" if sampler == "unrolled" else None
+    _info(benchmark, bench_bundle, graph, stage=f"sampler {steps} steps", sampler=sampler,
           backend=backend, precision=precision, threads=threads, steps=steps)
+    if sampler == "step":
+        benchmark.extra_info["macs"] = steps * load_bundle(bench_bundle)[0].graph(
+            "onnx-fp32", "step").macs
 
 
 @pytest.mark.parametrize("backend, precision", VARIANTS)
@@ -97,20 +137,40 @@ def test_wire_encoding(benchmark):
     benchmark.extra_info["stage"] = "hybrid message (fp16 + HMAC)"
 
 
+def test_wire_decoding(benchmark):
+    latent = np.random.default_rng(0).standard_normal((4, 16, 16)).astype(np.float16)
+    key = b"0123456789abcdef"
+    data = encode(LatentMessage(1, 0, latent), key)
+    benchmark(decode, data[PREFIX.size:], key)
+    benchmark.extra_info["stage"] = "hybrid message decoding (HMAC check + fp16)"
+
+
+def test_sgemm_peak(benchmark):
+    """This CPU's fp32 matrix-multiply rate with numpy's BLAS on all cores: the roofline's
+    compute peak (1024^3: large enough to be compute-bound, small enough for a Pi)."""
+    n = 1024
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    out = np.empty((n, n), np.float32)
+    benchmark(np.matmul, a, b, out=out)
+    benchmark.extra_info |= {"stage": "sgemm 1024^3 (numpy BLAS, all cores)", "macs": n ** 3}
+
+
 @pytest.mark.parametrize("mode", ["full", "hybrid"])
 @pytest.mark.parametrize("backend, precision", VARIANTS)
 @pytest.mark.parametrize("steps", STEPS)
-def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps):
+@pytest.mark.parametrize("threads", THREADS)
+def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps, threads):
     """Everything a frame costs: 40 ms of audio through the front end and recogniser, the
     pipeline's glue, generate_K, then the decoder (full) or the wire encoding (hybrid)."""
     bundle, root = load_bundle(bench_bundle)
-    renderer = _renderer(bench_bundle, steps, backend, precision, 2, mode)
+    renderer = _renderer(bench_bundle, steps, backend, precision, threads, mode)
     if bundle.recognizer is None:
         recognizer = SilentRecognizer()  # the frame then lacks the recogniser's cost
         benchmark.extra_info["recogniser"] = "none (the bundle has none)"
     else:
         variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
-        recognizer = LearnedRecognizer(open_graph(bundle, root, variant, "visemes", 2),
+        recognizer = LearnedRecognizer(open_graph(bundle, root, variant, "visemes", threads),
                                        bundle.recognizer, bundle.audio.floor)
 
     class WireSink(NullSink):
@@ -122,5 +182,41 @@ def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps):
     pipeline.feed(_speech(0.5))
     chunk = _speech(0.04)
     benchmark(pipeline.feed, chunk)
-    _info(benchmark, bench_bundle, f"generate_{steps}", stage=f"whole {mode} frame",
-          backend=backend, precision=precision, steps=steps, threads=2)
+    macs = bundle.graph("onnx-fp32", f"generate_{steps}").macs
+    macs += bundle.graph("onnx-fp32", "decoder").macs if mode == "full" else 0
+    macs += bundle.graph("onnx-fp32", "visemes").macs if bundle.recognizer else 0
+    _info(benchmark, bench_bundle, stage=f"whole {mode} frame", mode=mode, backend=backend,
+          precision=precision, steps=steps, threads=threads, macs=macs)
+
+
+def _wav(path, seconds: float):
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(SAMPLE_RATE)
+        f.writeframes((np.clip(_speech(seconds), -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.mark.parametrize("steps", [2])
+def test_edge_run_process(benchmark, bench_bundle, tmp_path, steps):
+    """The whole program as a user runs it (a fresh process: imports, bundle load, warm-up,
+    10 s of audio offline to the null sink); records load time, fps and peak RSS."""
+    wav = _wav(tmp_path / "speech.wav", 10.0)
+    photo = tmp_path / "face.png"
+    import cv2
+    cv2.imwrite(str(photo), np.full((256, 256, 3), 128, np.uint8))
+    stats = tmp_path / "stats.json"
+    command = [sys.executable, "-m", "edge_runtime.cli", "--bundle", str(bench_bundle),
+               "--audio", str(wav), "--reference", str(photo), "--offline", "--steps",
+               str(steps), "--sink", "null", "--stats", str(stats), "--threads", "2"]
+
+    def run():
+        subprocess.run(command, check=True, capture_output=True)
+
+    benchmark.pedantic(run, rounds=3)
+    summary = json.loads(stats.read_text())
+    benchmark.extra_info |= {"stage": "edge-run process, 10 s of audio", "steps": steps,
+                             "load_s": summary["load_s"], "fps": summary["fps"],
+                             "peak_rss_mb": summary["peak_rss_mb"], "threads": 2,
+                             "stages_ms": summary["stages_ms"]}

@@ -1,0 +1,99 @@
+"""Visemes from pocketsphinx phone recognition (``--visemes pocketsphinx``): for real human
+speech when the bundle's learned recogniser was trained on synthetic voices.
+
+pocketsphinx's wheel ships an English acoustic model and a phone language model; allphone
+search over them gives ARPAbet phones with 10 ms boundaries, which edge_runtime.visemes maps
+to visemes. Streaming: audio is decoded as it arrives; a frame is decided from the current
+(partial) segmentation once ``lookahead_frames`` of audio after it have been heard (the
+recent end of a partial result still changes; a little further back it has settled). The
+decoder ends its utterance after a pause (and every MAX_UTTERANCE_S at the latest), so its
+memory and search stay bounded in a service that runs for weeks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+
+import numpy as np
+
+from edge_runtime.visemes import SIL, arpabet_to_viseme
+
+PHONE_FRAMES_PER_S = 100
+"""pocketsphinx frames: 10 ms."""
+PAUSE_S = 0.6
+"""A pause this long (below PAUSE_DBFS) ends the decoder's utterance."""
+PAUSE_DBFS = -50.0
+MAX_UTTERANCE_S = 20.0
+KEEP_SEGMENTS = 256
+"""Finished segments kept for frames decided late (a few seconds of speech)."""
+
+
+class PocketsphinxRecognizer:
+    """The Recognizer interface of edge_runtime.viseme_stream, fed raw audio via ``feed``."""
+
+    def __init__(self, fps: int = 25, lookahead_frames: int = 3, sample_rate: int = 16000):
+        try:
+            from pocketsphinx import Decoder, get_model_path
+        except ImportError:
+            raise ValueError("--visemes pocketsphinx needs the pocketsphinx package "
+                             "(pip install pocketsphinx)") from None
+        model = get_model_path()
+        self._decoder = Decoder(hmm=f"{model}/en-us/en-us",
+                                allphone=f"{model}/en-us/en-us-phone.lm.bin", lw=2.0,
+                                beam=1e-20, pbeam=1e-20, logfn=os.devnull)
+        self.lookahead_frames = lookahead_frames
+        self._phone_per_video = PHONE_FRAMES_PER_S // fps
+        self._rate = sample_rate
+        self._fed = 0  # samples decoded so far
+        self._utterance_at = 0  # phone frame where the current utterance began
+        self._quiet = 0  # samples of the current pause
+        self._finished: deque[tuple[int, int, int]] = deque(maxlen=KEEP_SEGMENTS)
+        self._partial: list[tuple[int, int, int]] | None = None
+        self._decoder.start_utt()
+
+    def feed(self, audio: np.ndarray) -> None:
+        """16 kHz mono float32 audio, in order."""
+        if not len(audio):
+            return
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+        self._decoder.process_raw(pcm.tobytes(), False, False)
+        self._fed += len(audio)
+        self._partial = None
+        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)) + 1e-12))
+        self._quiet = self._quiet + len(audio) if 20 * np.log10(rms) < PAUSE_DBFS else 0
+        utterance_s = (self._fed / self._rate) - self._utterance_at / PHONE_FRAMES_PER_S
+        if self._quiet >= PAUSE_S * self._rate or utterance_s >= MAX_UTTERANCE_S:
+            self._end_utterance()
+
+    def _segments(self) -> list[tuple[int, int, int]]:
+        """(start, end, viseme) of the current utterance, in stream phone frames."""
+        return [(self._utterance_at + s.start_frame, self._utterance_at + s.end_frame,
+                 arpabet_to_viseme(s.word)) for s in self._decoder.seg()]
+
+    def _end_utterance(self) -> None:
+        self._decoder.end_utt()
+        self._finished.extend(self._segments())
+        self._utterance_at = self._fed * PHONE_FRAMES_PER_S // self._rate
+        self._quiet = 0
+        self._partial = None
+        self._decoder.start_utt()
+
+    def finish(self) -> None:
+        """End the utterance: the whole-utterance (offline) decode of what was fed."""
+        self._end_utterance()
+
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
+        """The viseme at the centre of video frame ``frame`` (pocketsphinx gives no
+        calibrated confidence: 1.0 for a phone, as for ``file``)."""
+        centre = frame * self._phone_per_video + self._phone_per_video // 2
+        if centre >= self._utterance_at:
+            if self._partial is None:
+                self._partial = self._segments()
+            segments = self._partial
+        else:
+            segments = self._finished
+        for start, end, token in segments:
+            if start <= centre <= end:
+                return token, 1.0
+        return SIL, 1.0
