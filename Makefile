@@ -10,7 +10,7 @@ DEMO   ?= data/demo
 RUNS   ?= runs/demo
 TSD    := $(VENV)/bin/tsd
 
-.PHONY: demo test bench clean train-demo browser
+.PHONY: demo test bench clean train-demo browser arm64-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,19 @@ train-demo: $(VENV)/.installed
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
 	  --lipread $(RUNS)/lipread/final.pt
 
+# Device benchmarks (the committed demo bundle; BENCH_ARGS="--bundle DIR" for another), then
+# the latency report: docs/bench/bench.md (Tables 2 and 3), bench.json, roofline.png.
+BENCH_JSON ?= $(RUNS)/bench.json
 bench: $(VENV)/.installed
-	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-enable -q
+	mkdir -p $(dir $(BENCH_JSON))
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-enable -q \
+	  --benchmark-json $(BENCH_JSON) \
+	  $(if $(wildcard $(RUNS)/student/final.pt),--student $(RUNS)/student/final.pt) $(BENCH_ARGS)
+	$(TSD) bench-report --json $(BENCH_JSON) --out docs/bench
+
+# The Pi install and runtime on arm64 under emulation (root; see systemd/verify-arm64.sh).
+arm64-check:
+	systemd/verify-arm64.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

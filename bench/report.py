@@ -101,17 +101,34 @@ def _graph_ms(rows: list[Row], backend: str, precision: str, steps: int, threads
     return sum(p.mean for p in parts) + (visemes.mean if visemes else 0.0)
 
 
+def glue_profile(rows: list[Row], backend: str) -> dict | None:
+    """The cProfile split of E1 frames (test_glue_profile) per frame, in ms."""
+    row = _one(rows, "test_glue_profile", backend=backend)
+    if row is None or not row.info.get("frames"):
+        return None
+    frames = row.info["frames"]
+    return {"frames": frames, "glue_share": row.info["glue_share"],
+            **{k.replace("_s", "_ms"): 1000 * row.info[k] / frames
+               for k in ("inference_s", "front_end_s", "glue_s", "total_s")}}
+
+
 def frame_table(rows: list[Row], mode: str | None, backend: str, precision: str,
                 threads: int) -> list[dict]:
-    """Whole-frame rows (mode None: both) with the Pi 4 estimate."""
+    """Whole-frame rows (mode None: both) with the Pi 4 estimate. Its non-MAC part (log-mel
+    front end + Python glue per frame) comes from the profile when the run has one, else
+    from the whole frame minus its graph calls."""
     out = []
     modes = [mode] if mode else ["full", "hybrid"]
+    profile = glue_profile(rows, backend)
     for m in modes:
         for row in sorted(_find(rows, "test_whole_frame", mode=m, backend=backend,
                                 precision=precision, threads=threads),
                           key=lambda r: r.get("steps")):
             graphs = _graph_ms(rows, backend, precision, row.get("steps"), threads, m)
-            glue = row.mean - graphs if graphs is not None else 0.0
+            if profile is not None:
+                glue = profile["glue_ms"] + profile["front_end_ms"]
+            else:
+                glue = row.mean - graphs if graphs is not None else 0.0
             pi = estimate(int(row.get("macs", 0)), glue)
             out.append({"mode": m, "steps": row.get("steps"),
                         "resolution": row.get("resolution"), "mean_ms": row.mean,
@@ -152,7 +169,7 @@ def stage_rows(rows: list[Row]) -> list[dict]:
     out = []
     for row in rows:
         if row.test in ("test_whole_frame", "test_frame_by_teacher_or_student",
-                        "test_edge_run_process"):
+                        "test_edge_run_process", "test_glue_profile"):
             continue
         out.append({"stage": row.info.get("stage", row.test),
                     "backend": row.get("backend", "-"), "precision": row.get("precision", "-"),
@@ -247,6 +264,7 @@ def bench_report(json_path: Path, out: Path, threads: int = 2) -> dict:
                "variant": {"backend": backend, "precision": precision, "threads": threads},
                "frames": frames, "variants_e1_2_steps": variants, "stages": stages,
                "teacher_vs_student": teacher_ratio(rows), "process": process_summary(rows),
+               "glue_profile": {b: glue_profile(rows, b) for b in ("onnxruntime", "tflite")},
                "sgemm_peak_gflops": peak_gflops(rows), "pi4_assumptions": PI4.to_dict()}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "bench.json", json.dumps(summary, indent=2))
@@ -263,8 +281,8 @@ def markdown(summary: dict, variants_md: str) -> str:
              "is the viseme front end and recogniser on 40 ms of audio, the pipeline's glue, "
              "the K-step sampler, then the decoder (E1) or the wire encoding (E2). Pi 4 "
              "columns are estimates from counted MACs (bench/pi4.py), not measurements on a "
-             "Pi: MACs / 12-6.5 GMAC/s + the glue measured here x "
-             f"{PI4.glue_slowdown:g}.",
+             "Pi: MACs / 12-6.5 GMAC/s + the log-mel front end and Python glue measured "
+             f"here x {PI4.glue_slowdown:g}.",
              "## Table 2: E1 frame by step count", table2(summary["frames"]),
              "## Table 3: E1 and E2", table3(summary["frames"]),
              "## E1 at 2 steps by variant", variants_md]
@@ -281,6 +299,14 @@ def markdown(summary: dict, variants_md: str) -> str:
                   f" s wall including start-up; bundle load + warm-up {process['load_s']:.2f} s;"
                   f" {process['fps']:.0f} fps; peak resident memory "
                   f"{process['peak_rss_mb']:.0f} MB."]
+    profiles = {b: p for b, p in summary["glue_profile"].items() if p}
+    if profiles:
+        parts += ["## Python glue (cProfile of E1 frames at 2 steps)",
+                  _md_table(["backend", "inference ms", "log-mel ms", "glue ms", "frame ms",
+                             "glue share"],
+                            [[b, f"{p['inference_ms']:.2f}", f"{p['front_end_ms']:.2f}",
+                              f"{p['glue_ms']:.2f}", f"{p['total_ms']:.2f}",
+                              f"{p['glue_share']:.1%}"] for b, p in profiles.items()])]
     if summary["sgemm_peak_gflops"]:
         parts += [f"sgemm peak (numpy, all cores): {summary['sgemm_peak_gflops']:.0f} GFLOP/s;"
                   " see roofline.png."]

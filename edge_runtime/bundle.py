@@ -113,8 +113,11 @@ class Bundle:
     """Quality/latency measurements of the variants (written by the host)."""
     recognizer: RecognizerSpec | None = None
     """Present when the bundle has a ``visemes`` graph (tsd export --visemes)."""
+    face_margin: float = 0.35
+    """Margin around a detected face when cropping a reference photo: the framing of the
+    training frames, measured on them at export (edge_runtime.face_crop.framing_margin)."""
     int8_plan: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
-    """backend (onnx, tflite) -> graph kind (reference, generate, decoder) -> int8 or fp32:
+    """backend (onnx, tflite) -> graph kind (GRAPH_KINDS) -> int8 or fp32:
     what ``--precision int8`` runs; graphs whose int8 version alone lost more than the
     budget stay fp32 (measured by tsd bundle-report)."""
 

@@ -41,6 +41,8 @@ from edge_runtime.sdnotify import Notifier
 from edge_runtime.settings import (
     SYSTEM_CONFIG,
     EdgeSettings,
+    default_bundle,
+    default_reference,
     describe,
     load_layers,
     user_config,
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "files, below the flags)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the merged settings and where each came from, then exit")
-    parser.add_argument("--bundle", help="bundle folder (tsd export)")
+    parser.add_argument("--bundle", help="bundle folder (tsd export; default: the demo bundle)")
     parser.add_argument("--mode", choices=["full", "hybrid"],
                         help="full (E1, default): everything on this device; hybrid (E2): "
                              "latents go to edge-receive (--sink latent://HOST:PORT)")
@@ -89,12 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_const", const=True,
                         help="process a file as fast as possible instead of at real-time pace")
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
-                        "and cropped); needed to render frames")
+                        "and cropped; default: the example face)")
     parser.add_argument("--sink",
                         help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, "
                              "http://HOST:PORT (a live MJPEG page; use 127.0.0.1 unless other "
-                             "machines must see it), or null (default); in hybrid mode "
-                             "latent://HOST:PORT (default latent://127.0.0.1:5599)")
+                             "machines must see it; the default, http://127.0.0.1:8090), or "
+                             "null; in hybrid mode latent://HOST:PORT (default "
+                             "latent://127.0.0.1:5599)")
     parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
                         "HMAC-SHA256 the receiver checks")
     parser.add_argument("--visemes",
@@ -175,11 +178,12 @@ def run(args: EdgeSettings, control: Control | None = None,
         notifier: Notifier | None = None) -> dict:
     control = control or Control()
     notifier = notifier or Notifier({})
-    if args.bundle is None:
+    bundle_dir = args.bundle or default_bundle()
+    if bundle_dir is None:
         raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
                          f"({SYSTEM_CONFIG} or {user_config()})")
     started = time.perf_counter()
-    bundle, root = load_bundle(args.bundle)
+    bundle, root = load_bundle(bundle_dir)
     audio = None
     if args.audio == "-":
         audio = read_stdin_pcm()
@@ -188,11 +192,13 @@ def run(args: EdgeSettings, control: Control | None = None,
     renderer = None
     sink_spec = args.resolved_sink
     if sink_spec != "null" or args.reference or args.mode == "hybrid":
-        if not args.reference:
+        reference = args.reference or default_reference()
+        if reference is None:
             raise ValueError("--reference PHOTO is needed to render frames")
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
                             args.threads, args.mode, args.seed, sampler=args.sampler)
-        renderer.set_reference(prepare_reference(args.reference, bundle.resolution))
+        renderer.set_reference(prepare_reference(reference, bundle.resolution,
+                                                 bundle.face_margin))
         renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
                              args.threads)
@@ -240,9 +246,10 @@ def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
 
 
 def _autotune(settings: EdgeSettings, target: Path) -> None:
-    if settings.bundle is None:
+    bundle_dir = settings.bundle or default_bundle()
+    if bundle_dir is None:
         raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file")
-    bundle, root = load_bundle(settings.bundle)
+    bundle, root = load_bundle(bundle_dir)
     results = autotune(bundle, root, settings.steps, settings.mode)
     print(f"{'backend':<12}{'precision':<10}{'threads':>7}  {'sampler':<9}{'median ms':>10}"
           f"{'p95 ms':>8}")

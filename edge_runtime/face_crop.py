@@ -58,3 +58,15 @@ def crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
                            borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if side_px > size
                       else cv2.INTER_LINEAR)
+
+
+def framing_margin(frames: list[np.ndarray]) -> float | None:
+    """The crop margin (as square_box takes it) that frames these already-cropped face
+    images: median over the frames where a face is found of side / face side - 1. A model
+    trained on such frames should see reference photos cropped the same way."""
+    margins = []
+    for frame in frames:
+        face = detect_face(frame)
+        if face is not None:
+            margins.append(min(frame.shape[:2]) / max(face[2], face[3]) - 1)
+    return float(np.median(margins)) if margins else None

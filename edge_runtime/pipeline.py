@@ -85,7 +85,9 @@ class Pipeline:
         self._started = time.monotonic()
         self._logged = self._shown = self._started
         self.context = renderer.bundle.viseme_context if renderer else 0
-        self.tokens: list[int] = []
+        self._tokens: list[int] = []  # decided visemes, _tokens[0] being frame _token_base
+        self._token_base = 0
+        self.decided = 0  # frames whose viseme is known
         self.next_frame = 0
         self.stats = Stats()
 
@@ -122,20 +124,28 @@ class Pipeline:
 
     def _accept(self, events: list[VisemeEvent]) -> None:
         for event in events:
-            self.tokens.append(event.token)
+            self._tokens.append(event.token)
+            self.decided += 1
             if self.emit is not None:
                 self.emit(event)
 
     def _window(self, frame: int, final: bool) -> np.ndarray | None:
         """Tokens frame-c..frame+c, ``sil`` before the start (and after the end when final)."""
         end = frame + self.context
-        if end >= len(self.tokens) and not final:
+        if end >= self.decided and not final:
             return None
-        index = np.arange(frame - self.context, end + 1)
-        known = (index >= 0) & (index < len(self.tokens))
-        window = np.full(len(index), SIL, np.int32)
-        window[known] = np.asarray(self.tokens)[index[known]]
+        window = np.full(2 * self.context + 1, SIL, np.int32)
+        for k, index in enumerate(range(frame - self.context, end + 1)):
+            if 0 <= index < self.decided:
+                window[k] = self._tokens[index - self._token_base]
+        self._forget_before(frame - self.context)
         return window
+
+    def _forget_before(self, frame: int) -> None:
+        """Drop tokens no window needs any more (in blocks: bounded memory, rare copies)."""
+        if frame - self._token_base >= 256:
+            del self._tokens[:frame - self._token_base]
+            self._token_base = frame
 
     def _render(self, frame: int, window: np.ndarray) -> None:
         if self.renderer is None:
@@ -157,7 +167,7 @@ class Pipeline:
         self.stats.frames += 1
 
     def _ready(self, final: bool) -> int:
-        last = len(self.tokens) - 1 if final else len(self.tokens) - 1 - self.context
+        last = self.decided - 1 if final else self.decided - 1 - self.context
         return max(last - self.next_frame + 1, 0)
 
     def feed(self, audio: np.ndarray, realtime: bool = False) -> None:

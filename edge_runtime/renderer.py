@@ -28,17 +28,16 @@ log = logging.getLogger(__name__)
 BACKEND_PREFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
 SAMPLERS = ("unrolled", "step")
 """unrolled: one generate_K call per frame; step: K calls of the one-step graph."""
-FACE_MARGIN = 0.35
-"""Crop margin around the detected face, as in the LRS3 preprocessing (Lrs3Config)."""
 
 
 class PhotoError(ValueError):
     """A reference photo that cannot be used."""
 
 
-def prepare_reference(path: str | Path, size: int) -> np.ndarray:
+def prepare_reference(path: str | Path, size: int, margin: float) -> np.ndarray:
     """Photo of any size and aspect -> uint8 RGB [size, size, 3]: the face found by OpenCV's
-    Haar cascade with a margin, or a centre crop (with a warning) when none is found."""
+    Haar cascade with ``margin`` (the bundle's face_margin: the training frames' framing),
+    or a centre crop (with a warning) when none is found."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise PhotoError(f"{path}: cannot read the reference image (missing or not an "
@@ -49,7 +48,7 @@ def prepare_reference(path: str | Path, size: int) -> np.ndarray:
         log.warning("%s: no face found; using a centre crop", path)
         box = centre_box(rgb)
     else:
-        box = square_box(face, FACE_MARGIN)
+        box = square_box(face, margin)
     return crop(rgb, box, size)
 
 

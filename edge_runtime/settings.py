@@ -17,6 +17,27 @@ import yaml
 from edge_runtime.dataio import DataError, from_dict, read_yaml
 
 SYSTEM_CONFIG = Path("/etc/temposync/edge.yaml")
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+"""The checkout edge-run runs from (an editable install): it has bundles/demo and examples/."""
+SERVICE_STATE = Path("/var/lib/temposync")
+"""Where systemd/install.sh puts the service's bundle and reference photo."""
+LIVE_PAGE = "http://127.0.0.1:8090"
+
+
+def default_bundle() -> Path | None:
+    """The built-in bundle: the demo bundle of the source tree, else the service's."""
+    for path in (SOURCE_TREE / "bundles" / "demo", SERVICE_STATE / "bundles" / "current"):
+        if (path / "bundle.yaml").is_file():
+            return path
+    return None
+
+
+def default_reference() -> Path | None:
+    """The built-in reference photo: the example face, else the service's photo."""
+    for path in (SOURCE_TREE / "examples" / "face.png", SERVICE_STATE / "reference.png"):
+        if path.is_file():
+            return path
+    return None
 
 
 def user_config() -> Path:
@@ -27,7 +48,8 @@ def user_config() -> Path:
 @dataclass(frozen=True)
 class EdgeSettings:
     bundle: str | None = None
-    """Bundle folder (tsd export)."""
+    """Bundle folder (tsd export). None: the demo bundle (bundles/demo of the source tree,
+    else /var/lib/temposync/bundles/current)."""
     mode: Literal["full", "hybrid"] = "full"
     """full (E1): frames on this device; hybrid (E2): latents to edge-receive."""
     steps: int = 2
@@ -41,11 +63,13 @@ class EdgeSettings:
     offline: bool = False
     """Files: process as fast as possible instead of at real-time pace."""
     reference: str | None = None
-    """Reference photo (any size; the face is found and cropped)."""
+    """Reference photo (any size; the face is found and cropped). None: the example face
+    (examples/face.png of the source tree, else /var/lib/temposync/reference.png)."""
     sink: str | None = None
     """Frames: OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (live MJPEG page) or null;
     hybrid: latent://HOST:PORT.
-    None: null in full mode, latent://127.0.0.1:5599 in hybrid mode."""
+    None: the live page http://127.0.0.1:8090 in full mode, latent://127.0.0.1:5599 in
+    hybrid mode."""
     key_file: str | None = None
     """Hybrid: shared key file for HMAC-authenticated frames."""
     visemes: str = "auto"
@@ -77,7 +101,7 @@ class EdgeSettings:
     def resolved_sink(self) -> str:
         if self.sink is not None:
             return self.sink
-        return "latent://127.0.0.1:5599" if self.mode == "hybrid" else "null"
+        return "latent://127.0.0.1:5599" if self.mode == "hybrid" else LIVE_PAGE
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(EdgeSettings))

@@ -33,6 +33,7 @@ from edge_runtime.bundle import (
     sha256_file,
     write_bundle_yaml,
 )
+from edge_runtime.face_crop import framing_margin
 from edge_runtime.schedule import StepSchedule, uniform_schedule
 from edge_runtime.visemes import VISEMES
 from export import macs
@@ -47,8 +48,9 @@ from export.onnx_export import export_onnx, parity
 from export.quantize import quantize_onnx
 from export.tflite_export import export_tflite, quantize_tflite
 from export.tflite_export import parity as tflite_parity
-from training.config import to_dict
+from training.config import Lrs3Config, to_dict
 from training.data.manifest import Manifest
+from training.data.media import read_frame
 from training.models.loading import load_frozen
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         visemes=VISEMES, viseme_context=student.config.viseme_window // 2,
         audio=MelConfig(), schedules=schedules, variants=specs,
         provenance=_provenance(student_path, state, manifest), recognizer=recognizer,
+        face_margin=_face_margin(manifest),
         evaluation={"parity_max_abs_error_vs_torch": errors,
                     "student_config": to_dict(config.model)})
     write_bundle_yaml(bundle, staging)
@@ -183,6 +186,19 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         shutil.rmtree(out)
     staging.rename(out)
     return bundle
+
+
+def _face_margin(manifest: Manifest, clips: int = 48) -> float:
+    """How the training frames frame the face (the middle frame of up to ``clips`` training
+    clips), so reference photos are cropped alike; the LRS3 default when no face is found."""
+    frames = [read_frame(manifest.resolve(c.frames), c.frame_count // 2)
+              for c in manifest.split("train")[:clips]]
+    margin = framing_margin(frames)
+    if margin is None:
+        log.warning("no face found in the training frames; reference crops use margin %.2f",
+                    Lrs3Config.face_margin)
+        return Lrs3Config.face_margin
+    return round(margin, 3)
 
 
 def _graph(name: str, module: torch.nn.Module, captured: Captured) -> GraphDef:

@@ -6,7 +6,8 @@ reference, noise and visemes), PSNR against the ground truth, lip-reading accura
 lip reader checkpoint), and the time per frame of generate_K + decoder at a given thread
 count. For the int8 variants each graph is also swapped in alone (the rest fp32): a graph
 whose int8 version alone costs more than ``INT8_BUDGET_DB`` stays fp32 in the bundle's
-int8 plan, which ``--precision int8`` follows on the device.
+int8 plan, which ``--precision int8`` follows on the device; the visemes graph is judged by
+its streaming frame accuracy (VISEME_BUDGET).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 INT8_BUDGET_DB = 0.5
 """Largest PSNR loss against fp32 that an int8 graph may cost (the export issue's bar)."""
 SWAP_GRAPHS = ("reference", "generate", "decoder")
+VISEME_BUDGET = 0.01
+"""Largest streaming viseme frame-accuracy loss an int8 visemes graph may cost."""
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,9 +116,12 @@ def bundle_report(folder: Path, manifest: Manifest, out: Path, steps: int = 2,
         mixed = {g: f"{backend}-{p}" for g, p in plan[backend].items()}
         results[f"{backend}-mixed"], _ = _score(runner(mixed), eval_clips, baseline, reader,
                                                 seed)
+    if bundle.recognizer is not None:
+        _plan_visemes(folder, manifest, out, bundle.variants, plan, results)
     report = {"bundle": str(folder), "steps": steps, "threads": threads,
               "clips": [c.id for c in eval_clips], "frames_per_clip": frames,
-              "int8_budget_db": INT8_BUDGET_DB, "int8_plan": plan, "variants": results}
+              "int8_budget_db": INT8_BUDGET_DB, "viseme_budget": VISEME_BUDGET,
+              "int8_plan": plan, "variants": results}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "variants.json", json.dumps(report, indent=2))
     write_text(out / "variants.md", markdown(report))
@@ -124,13 +130,29 @@ def bundle_report(folder: Path, manifest: Manifest, out: Path, steps: int = 2,
     return report
 
 
+def _plan_visemes(folder: Path, manifest: Manifest, out: Path, variants, plan: dict,
+                  results: dict) -> None:
+    """The visemes graph is judged by streaming frame accuracy on the test clips (12): its
+    int8 version is planned when it loses at most VISEME_BUDGET against its backend's fp32."""
+    from training.eval.visemes import eval_recognizers
+
+    accuracy = {v: eval_recognizers(folder, manifest, out / f"visemes-{v}", "test", 12,
+                                    v)["streaming_accuracy"] for v in variants}
+    for variant, value in accuracy.items():
+        results[variant]["viseme_accuracy"] = value
+    for backend, graphs in plan.items():
+        loss = accuracy[f"{backend}-fp32"] - accuracy[f"{backend}-int8"]
+        graphs["visemes"] = "int8" if loss <= VISEME_BUDGET else "fp32"
+
+
 def _psnr_loss(reference: dict[str, float], scores: dict[str, float]) -> float:
     """dB lost against the ground truth relative to ``reference`` (positive = worse)."""
     return reference["psnr_vs_ground_truth"] - scores["psnr_vs_ground_truth"]
 
 
 def markdown(report: dict) -> str:
-    cols = ["psnr_vs_onnx_fp32", "psnr_vs_ground_truth", "lipread_accuracy", "ms_per_frame"]
+    cols = ["psnr_vs_onnx_fp32", "psnr_vs_ground_truth", "lipread_accuracy",
+            "viseme_accuracy", "ms_per_frame"]
     rows = report["variants"]
     cols = [c for c in cols if any(c in r for r in rows.values())]
     lines = [f"Frames at {report['steps']} steps, {report['threads']} threads, "

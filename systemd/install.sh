@@ -63,6 +63,15 @@ if [ ! -f "$CONF/edge.yaml" ]; then
   run install -m 0640 -o root -g "$USER_NAME" "$SRC/systemd/edge.yaml" "$CONF/edge.yaml"
 fi
 run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE" "$STATE/bundles"
+# the demo bundle and the example face as defaults (yours are kept)
+if [ ! -e "$STATE/bundles/current" ] && [ -f "$SRC/bundles/demo/bundle.yaml" ]; then
+  run cp -r "$SRC/bundles/demo" "$STATE/bundles/current"
+  run chown -R "$USER_NAME:$USER_NAME" "$STATE/bundles/current"
+fi
+if [ ! -e "$STATE/reference.png" ] && [ -f "$SRC/examples/face.png" ]; then
+  run install -m 0640 -o "$USER_NAME" -g "$USER_NAME" "$SRC/examples/face.png" \
+    "$STATE/reference.png"
+fi
 
 # 5. units
 run install -m 0644 "$SRC/systemd/edge-run.service" "$SRC/systemd/edge-receive.service" \
@@ -71,5 +80,6 @@ run systemctl daemon-reload
 if [ "$ENABLE" = 1 ]; then
   run systemctl enable edge-run.service
 fi
-echo "installed. Put a bundle at $STATE/bundles/current and a photo at $STATE/reference.png,"
-echo "then: sudo systemctl start edge-run && journalctl -u edge-run -f"
+echo "installed. Bundle: $STATE/bundles/current, reference photo: $STATE/reference.png"
+echo "(replace either with your own), settings: $CONF/edge.yaml; then:"
+echo "sudo systemctl start edge-run && journalctl -u edge-run -f"

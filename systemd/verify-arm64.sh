@@ -10,7 +10,8 @@
 # on aarch64; it says nothing about speed.
 #
 # Needs root (debootstrap, chroot, mounts) and the package registries (apt, pip).
-# About 4 minutes from scratch, about 1.5 minutes with the cached root filesystem.
+# Building the root filesystem takes about 4 minutes once (it is cached); each run then
+# installs the wheels (about 1 minute) and renders under emulation (a few minutes).
 set -euo pipefail
 
 usage() {
@@ -24,7 +25,7 @@ usage: systemd/verify-arm64.sh [--bundle DIR] [--audio WAV] [--reference IMAGE]
   --cache DIR        where the arm64 root filesystem is kept between runs
                      (default ~/.cache/temposync/arm64-bookworm; delete it to rebuild)
   --out DIR          where the rendered mp4s and the log are copied (default build/arm64)
-  --seconds S        render only the first S seconds of the audio (default 4; emulation
+  --seconds S        render only the first S seconds of the audio (default 2; emulation
                      is slow)
 EOF
 }
@@ -35,7 +36,7 @@ AUDIO=$REPO/examples/speech.wav
 REFERENCE=$REPO/examples/face.png
 CACHE=${TEMPOSYNC_ARM64_CACHE:-$HOME/.cache/temposync/arm64-bookworm}
 OUT=$REPO/build/arm64
-SECONDS_TO_RENDER=4
+SECONDS_TO_RENDER=2
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -104,8 +105,8 @@ bind() {  # bind SOURCE TARGET (a folder or a file)
 }
 
 enter() {  # run a command inside the root filesystem with a clean environment
-  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-    PATH=/opt/temposync/venv/bin:/usr/local/bin:/usr/bin:/bin \
+  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+    PATH=/opt/temposync/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_DEFAULT_TIMEOUT=180 QEMU_CPU=cortex-a72 "$@"
 }
@@ -115,6 +116,9 @@ mount_system() {
   # qemu passes the host's /proc/cpuinfo through; onnxruntime crashes on an x86 one
   bind "$REPO/systemd/arm64/cpuinfo-cortex-a72" "$ROOT/proc/cpuinfo"
   bind /dev "$ROOT/dev"
+  bind /dev/pts "$ROOT/dev/pts"
+  # XNNPACK (LiteRT) reads the CPU lists under /sys
+  mount -t sysfs sysfs "$ROOT/sys"; MOUNTS+=("$ROOT/sys")
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 }
 

@@ -22,8 +22,8 @@ def bench_json(tiny_bundle, tiny_student, tmp_path_factory) -> Path:
     selection = ("test_whole_frame and onnxruntime and fp32 or test_generate and onnxruntime "
                  "and fp32 and unrolled or test_decoder and onnxruntime and fp32 or "
                  "test_visemes_per_frame and onnxruntime and fp32 or test_sgemm or "
-                 "test_frame_by_teacher or test_edge_run_process or test_student_step and "
-                 "onnxruntime and fp32")
+                 "test_frame_by_teacher or test_edge_run_process or test_glue_profile or "
+                 "test_student_step and onnxruntime and fp32")
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/benchmarks",
          "--benchmark-only", "--benchmark-enable", "--benchmark-max-time", "0.02",
@@ -59,6 +59,11 @@ def test_report_has_the_papers_tables_with_pi_estimates(bench_json, tmp_path, ca
     process = summary["process"]
     assert process["peak_rss_mb"] > 10 and process["load_s"] > 0 and process["fps"] > 0
     assert summary["sgemm_peak_gflops"] > 0
+    profile = summary["glue_profile"]["onnxruntime"]
+    assert profile["frames"] >= 240 and 0 < profile["glue_share"] < 1
+    assert profile["inference_ms"] + profile["front_end_ms"] + profile["glue_ms"] == \
+        pytest.approx(profile["total_ms"])
+    assert "## Python glue" in printed
     assert (tmp_path / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stages = {s["stage"] for s in summary["stages"]}
     assert {"decoder", "step", "sampler 2 steps"} <= stages

@@ -213,6 +213,11 @@ def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
             variants[name]), name
     assert variants["tflite-fp32"]["psnr_vs_onnx_fp32"] > 60  # same fp32 graph, other runtime
     assert set(report["int8_plan"]) == {"onnx", "tflite"}
+    for backend, graphs in report["int8_plan"].items():  # the visemes graph is planned too
+        assert set(graphs) == {"reference", "generate", "decoder", "visemes"}
+        loss = (variants[f"{backend}-fp32"]["viseme_accuracy"]
+                - variants[f"{backend}-int8"]["viseme_accuracy"])
+        assert graphs["visemes"] == ("int8" if loss <= 0.01 else "fp32")
     bundle, _ = load_bundle(folder)  # still valid after the report rewrote bundle.yaml
     assert bundle.int8_plan == report["int8_plan"]
     assert set(bundle.evaluation["variants"]) == set(variants)

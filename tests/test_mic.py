@@ -133,7 +133,7 @@ def test_live_pipeline_renders_from_the_fake_microphone(tiny_bundle, tiny_datase
     speech, _ = read_wav(sorted((tiny_dataset / "clips").glob("*/audio.wav"))[0])
     renderer = Renderer(bundle, root, steps=2, threads=1)
     frame = sorted((tiny_dataset / "clips").glob("*/frames/*.png"))[0]
-    renderer.set_reference(prepare_reference(frame, bundle.resolution))
+    renderer.set_reference(prepare_reference(frame, bundle.resolution, bundle.face_margin))
     events = []
     out = tmp_path / "live.mp4"
     pipeline = Pipeline(VisemeStream(SilentRecognizer()), renderer, open_sink(str(out), 25),

@@ -377,3 +377,26 @@ def test_edge_run_with_pocketsphinx_emits_visemes(tiny_bundle, tiny_dataset, cap
     assert code == 0
     names = {json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()}
     assert "sil" in names and len(names) >= 5
+
+
+def test_built_in_defaults_are_the_demo_bundle_and_the_example_face(tiny_bundle, tiny_dataset,
+                                                                    tmp_path, monkeypatch):
+    """edge-run with no bundle and no reference uses the source tree's demo bundle and
+    example face (here a stand-in tree); full mode's default sink is the live page."""
+    import shutil
+
+    import edge_runtime.settings as settings
+
+    tree = tmp_path / "tree"
+    shutil.copytree(tiny_bundle, tree / "bundles" / "demo")
+    (tree / "examples").mkdir()
+    shutil.copy(_reference(tmp_path, tiny_dataset), tree / "examples" / "face.png")
+    monkeypatch.setattr(settings, "SOURCE_TREE", tree)
+    monkeypatch.setattr(settings, "SERVICE_STATE", tmp_path / "nothing")
+    assert settings.EdgeSettings(mode="full").resolved_sink == "http://127.0.0.1:8090"
+    frames = tmp_path / "frames"
+    code = main(["--mode", "full", "--steps", "2", "--audio", str(_clip_wav(tiny_dataset)),
+                 "--offline", "--sink", f"png:{frames}"])
+    assert code == 0 and len(list(frames.glob("frame_*.png"))) > 20
+    monkeypatch.setattr(settings, "SOURCE_TREE", tmp_path / "empty")
+    assert main(["--mode", "full", "--audio", str(_clip_wav(tiny_dataset))]) == 2

@@ -37,6 +37,14 @@ def _lrs3(args: argparse.Namespace) -> None:
     print(f"{len(records)} clips -> {Path(args.out) / 'manifest.jsonl'}")
 
 
+def _examples(args: argparse.Namespace) -> None:
+    from training.data.examples import write_examples
+    from training.data.manifest import read_manifest
+
+    for path in write_examples(read_manifest(args.data), Path(args.out), args.speaker):
+        print(path)
+
+
 def _preview(args: argparse.Namespace) -> None:
     from training.data.manifest import read_manifest
     from training.data.preview import write_preview
@@ -139,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frames", type=_positive, default=10,
                          help="frames per clip on the contact sheet")
     preview.set_defaults(func=_preview)
+
+    examples = cmds.add_parser(
+        "examples", help="example photo and speech (examples/) from a test speaker",
+        description="Writes face.png (a frame of a held-out speaker on a larger canvas), "
+                    "speech.wav (another clip of that speaker) and PROVENANCE.md.")
+    examples.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    examples.add_argument("--out", required=True, help="folder for the examples")
+    examples.add_argument("--speaker", help="test-split speaker (default: the first)")
+    examples.set_defaults(func=_examples)
 
     check = cmds.add_parser("check", help="validate a manifest and every file it names")
     check.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")

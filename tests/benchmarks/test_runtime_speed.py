@@ -11,7 +11,9 @@ roofline's peak. `tsd bench-report` turns the JSON of a run into the tables.
 
 from __future__ import annotations
 
+import cProfile
 import json
+import pstats
 import subprocess
 import sys
 import wave
@@ -187,6 +189,54 @@ def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps, t
     macs += bundle.graph("onnx-fp32", "visemes").macs if bundle.recognizer else 0
     _info(benchmark, bench_bundle, stage=f"whole {mode} frame", mode=mode, backend=backend,
           precision=precision, steps=steps, threads=threads, macs=macs)
+
+
+def _profile_shares(stats: pstats.Stats) -> dict:
+    """Split a profile of the frame loop into inference (the sessions' run calls), the audio
+    front end (log-mel) and the rest, the Python glue."""
+    inference = front_end = 0.0
+    for (file, _, name), (_, _, own, cumulative, _) in stats.stats.items():
+        if "onnxruntime_pybind11_state.run" in name or "SignatureRunner" in name or \
+                (file.endswith("interpreter.py") and name == "__call__"):
+            inference += own if file == "~" else cumulative
+        elif file.endswith("audio_features.py") and name == "push":
+            front_end += cumulative
+    return {"inference_s": inference, "front_end_s": front_end}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tflite"])
+def test_glue_profile(benchmark, bench_bundle, backend):
+    """cProfile of 10 s of E1 frames at 2 steps: how much of a frame is Python glue (what is
+    neither inference nor the log-mel front end)."""
+    bundle, root = load_bundle(bench_bundle)
+    renderer = _renderer(bench_bundle, 2, backend, "fp32", 2)
+    recognizer = SilentRecognizer() if bundle.recognizer is None else LearnedRecognizer(
+        open_graph(bundle, root, bundle.precision_of(BACKEND_PREFIX[backend], "fp32",
+                                                     "visemes"), "visemes", 2),
+        bundle.recognizer, bundle.audio.floor)
+    pipeline = Pipeline(VisemeStream(recognizer), renderer, NullSink())
+    audio = _speech(10.5)
+    pipeline.feed(audio[:SAMPLE_RATE // 2])
+    chunk = SAMPLE_RATE // bundle.fps
+    result = {}
+
+    def profiled():
+        before = pipeline.stats.frames
+        profile = cProfile.Profile()
+        profile.enable()
+        for start in range(SAMPLE_RATE // 2, len(audio), chunk):
+            pipeline.feed(audio[start:start + chunk])
+        profile.disable()
+        stats = pstats.Stats(profile)
+        result.update(_profile_shares(stats), total_s=stats.total_tt,
+                      frames=pipeline.stats.frames - before)
+
+    benchmark.pedantic(profiled, rounds=1)
+    glue = result["total_s"] - result["inference_s"] - result["front_end_s"]
+    benchmark.extra_info |= result | {
+        "stage": "profile of 10 s of E1 frames, 2 steps", "backend": backend,
+        "precision": "fp32", "threads": 2, "steps": 2, "glue_s": glue,
+        "glue_share": glue / result["total_s"]}
 
 
 def _wav(path, seconds: float):
