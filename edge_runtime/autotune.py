@@ -66,12 +66,17 @@ def thread_counts(cpus: int | None = None) -> list[int]:
     return counts
 
 
-def candidates(bundle: Bundle, threads: list[int]) -> list[Candidate]:
+def candidates(bundle: Bundle, threads: list[int], steps: int) -> list[Candidate]:
+    """Every runnable combination (unrolled only where the bundle has generate_K)."""
     found = []
     for backend, precision, n, sampler in itertools.product(BACKENDS, ("fp32", "int8"),
                                                             threads, SAMPLERS):
-        if f"{BACKEND_PREFIX[backend]}-{precision}" in bundle.variants:
-            found.append(Candidate(backend, precision, n, sampler))
+        variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "generate")
+        if f"{BACKEND_PREFIX[backend]}-{precision}" not in bundle.variants:
+            continue
+        if sampler == "unrolled" and f"generate_{steps}" not in bundle.variants[variant]:
+            continue
+        found.append(Candidate(backend, precision, n, sampler))
     return found
 
 
@@ -115,7 +120,7 @@ def measure(bundle: Bundle, root: Path, candidate: Candidate, steps: int, mode: 
 def autotune(bundle: Bundle, root: Path, steps: int, mode: str,
              threads: list[int] | None = None, frames: int = 30) -> list[Measurement]:
     """Every candidate measured, fastest (median frame time) first."""
-    found = candidates(bundle, threads or thread_counts())
+    found = candidates(bundle, threads or thread_counts(), steps)
     if not found:
         raise BundleError(f"bundle {bundle.name!r} has no variant this runtime can run")
     results = []

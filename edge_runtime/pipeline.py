@@ -77,8 +77,8 @@ class Pipeline:
                  heartbeat: Callable[[], None] = lambda: None,
                  on_stats: Callable[[dict], None] | None = None):
         """``heartbeat`` is called every loop iteration (the systemd watchdog);
-        ``on_stats`` every STATS_EVERY_S with the live summary (sinks that show stats, such
-        as the MJPEG page, get it too)."""
+        ``on_stats`` every STATS_EVERY_S with the live summary; sinks that show stats (the
+        MJPEG page) get it every SINK_STATS_EVERY_S through ``publish_stats``."""
         self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
         self.heartbeat = heartbeat
         self.on_stats = on_stats
@@ -111,14 +111,14 @@ class Pipeline:
     def _publish(self) -> None:
         now = time.monotonic()
         show = hasattr(self.sink, "publish_stats") and now - self._shown >= SINK_STATS_EVERY_S
-        log = self.on_stats is not None and now - self._logged >= STATS_EVERY_S
-        if not (show or log):
+        tell = self.on_stats is not None and now - self._logged >= STATS_EVERY_S
+        if not (show or tell):
             return
         summary = self.summary()
         if show:
             self._shown = now
             self.sink.publish_stats(summary)
-        if log:
+        if tell:
             self._logged = now
             self.on_stats(summary)
 

@@ -71,10 +71,18 @@ class Renderer:
 
         self.bundle, self.steps, self.mode = bundle, steps, mode
         self.reference = graph("reference", "reference")
+        name = f"generate_{steps}"
+        variant = (variants or {}).get("generate") or bundle.precision_of(prefix, precision,
+                                                                            "generate")
+        if sampler == "unrolled" and name not in bundle.variants.get(variant, {}):
+            log.info("bundle %r has no %s graph; running %d calls of the step graph",
+                     bundle.name, name, steps)
+            sampler = "step"
         if sampler == "unrolled":
-            self.generate = graph("generate", f"generate_{steps}")
+            self.generate = graph("generate", name)
         else:
             self.generate = StepLoop(graph("generate", "step"), bundle.schedules[steps])
+        self.sampler = sampler
         self.decoder = graph("decoder", "decoder") if mode == "full" else None
         self.feeds: dict[str, np.ndarray] = {
             "visemes": np.zeros((1, 2 * bundle.viseme_context + 1), np.int32)}
@@ -131,3 +139,11 @@ class StepLoop:
             if k + 1 < self.schedule.steps:
                 x = self.keep[k + 1] * x0 + self.mix[k + 1] * feeds["renoise"][k:k + 1]
         return [x0]
+
+
+def sampler_macs(bundle: Bundle, steps: int, sampler: str = "unrolled") -> int:
+    """MACs of one frame's K-step sampler (every variant declares its fp32 graph's count)."""
+    graphs = next(iter(bundle.variants.values()))
+    if sampler == "unrolled" and f"generate_{steps}" in graphs:
+        return graphs[f"generate_{steps}"].macs
+    return steps * graphs["step"].macs

@@ -62,11 +62,14 @@ OUTPUTS = {"reference": ("ref_latent", "identity"), "step": ("x0",), "decoder": 
 
 
 def _graph_defs(student: torch.nn.Module, autoencoder, identity,
-                schedules: dict[int, StepSchedule]) -> dict[str, torch.nn.Module]:
+                schedules: dict[int, StepSchedule], unrolled: tuple[int, ...]
+                ) -> dict[str, torch.nn.Module]:
+    """The device graphs; generate_K only for K in ``unrolled`` (the runtime runs any other
+    step count as K calls of ``step``)."""
     graphs = {"reference": ReferenceGraph(autoencoder, identity), "step": StepGraph(student),
               "decoder": DecoderGraph(autoencoder)}
-    for k, schedule in schedules.items():
-        graphs[f"generate_{k}"] = GenerateGraph(student, schedule)
+    for k in unrolled:
+        graphs[f"generate_{k}"] = GenerateGraph(student, schedules[k])
     return graphs
 
 
@@ -111,9 +114,11 @@ def _provenance(student_path: Path, state: dict, manifest: Manifest) -> dict[str
 def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str | None = None,
                   autoencoder_path: str | None = None, identity_path: str | None = None,
                   variants: tuple[str, ...] = VARIANTS, calibration_clips: int = 4,
-                  frames_per_clip: int = 8, visemes_path: Path | None = None) -> Bundle:
+                  frames_per_clip: int = 8, visemes_path: Path | None = None,
+                  unrolled: tuple[int, ...] = STEP_COUNTS) -> Bundle:
     """Export the student (with the autoencoder and identity encoder its config names, or
-    the given ones) and optionally the audio viseme recogniser to a bundle at ``out``."""
+    the given ones) and optionally the audio viseme recogniser to a bundle at ``out``;
+    ``unrolled``: the step counts that get a generate_K graph."""
     from calibration.schedules import load_student
 
     state, config, student = load_student(student_path)
@@ -124,7 +129,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         log.warning("%s has no calibrated schedules (tsd calibrate schedules); exporting "
                     "uniform ones", student_path)
     schedules = {k: stored.get(k, uniform_schedule(k)) for k in STEP_COUNTS}
-    modules = _graph_defs(student.eval(), autoencoder, identity, schedules)
+    modules = _graph_defs(student.eval(), autoencoder, identity, schedules, unrolled)
     captured = capture(manifest, modules["reference"], modules["step"], schedules,
                        clips=calibration_clips, frames_per_clip=frames_per_clip)
     recognizer = None

@@ -225,3 +225,24 @@ def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
     assert bundle.precision_of("onnx", "int8", "decoder") == f"onnx-{kind_plan['decoder']}"
     assert bundle.precision_of("tflite", "fp32", "decoder") == "tflite-fp32"
     assert "| onnx-int8 |" in (tmp_path / "report" / "variants.md").read_text()
+
+
+def test_export_unrolls_only_the_step_counts_asked_for(tiny_student, tiny_dataset, tmp_path):
+    """`tsd export --unrolled 2`: generate_2 only; the runtime runs 4 steps as calls of the
+    step graph (and autotune offers the unrolled sampler only where it exists)."""
+    from edge_runtime.autotune import candidates
+    from edge_runtime.renderer import Renderer, sampler_macs
+    from export.bundle import export_bundle
+    from training.data.manifest import read_manifest
+
+    out = tmp_path / "small"
+    export_bundle(tiny_student, read_manifest(tiny_dataset), out, variants=("onnx-fp32",),
+                  calibration_clips=1, frames_per_clip=2, unrolled=(2,))
+    bundle, root = load_bundle(out)
+    assert set(bundle.variants["onnx-fp32"]) == {"reference", "step", "decoder", "generate_2"}
+    assert sorted(bundle.schedules) == [1, 2, 4, 8]  # every schedule still ships
+    assert Renderer(bundle, root, 2, threads=1).sampler == "unrolled"
+    assert Renderer(bundle, root, 4, threads=1).sampler == "step"
+    assert sampler_macs(bundle, 4) == 4 * bundle.graph("onnx-fp32", "step").macs
+    assert {c.sampler for c in candidates(bundle, [1], 4)} == {"step"}
+    assert {c.sampler for c in candidates(bundle, [1], 2)} == {"step", "unrolled"}

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "eval metric), visemes (audio viseme recogniser for the device), "
                             "teacher (diffusion teacher; needs ae, idenc and sync), student "
                             "(consistency distillation; needs the teacher)")
-    train.add_argument("--config", required=True, help="YAML run config (configs/train/)")
+    train.add_argument("--config", required=True,
+                       help="YAML run config (configs/demo/, or configs/train/ for tests)")
     train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
     train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")
     train.add_argument("--stop-at", type=_positive,
@@ -232,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--idenc", help="identity encoder final.pt (default: the student's)")
     export.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="graph variants to write (TFLite ones need the tflite extra)")
+    export.add_argument("--unrolled", type=int, nargs="*", choices=[1, 2, 4, 8],
+                        default=[1, 2, 4, 8], metavar="K",
+                        help="step counts that get an unrolled generate_K graph (default 1 2 "
+                             "4 8; --unrolled alone: none). Others run as K calls of the step "
+                             "graph, which gives the same frames and keeps the bundle small")
     export.add_argument("--calibration-clips", type=_positive, default=4,
                         help="val clips whose pipeline inputs calibrate int8")
     export.add_argument("--frames-per-clip", type=_positive, default=8,
@@ -321,7 +327,8 @@ def _export(args: argparse.Namespace) -> None:
                            args.ae, args.idenc, variants=tuple(args.variants),
                            calibration_clips=args.calibration_clips,
                            frames_per_clip=args.frames_per_clip,
-                           visemes_path=Path(args.visemes) if args.visemes else None)
+                           visemes_path=Path(args.visemes) if args.visemes else None,
+                           unrolled=tuple(args.unrolled))
     for variant, graphs in bundle.variants.items():
         print(f"{variant}: " + ", ".join(f"{n} {g.macs / 1e6:.1f} MMAC" for n, g in
                                          graphs.items()))

@@ -11,6 +11,7 @@ from training.data.dataset import to_tensor_image, viseme_windows
 from training.data.flow import upsample_flow
 from training.data.manifest import ClipRecord, Manifest
 from training.data.media import SAMPLE_RATE, read_frame, read_frames, read_wav
+from training.data.mouth import MOUTH_PARAMS
 from training.errors import UserError
 
 
@@ -34,6 +35,9 @@ class EvalClip:
     audio: np.ndarray
     """16 kHz float32 samples under the N frames, zero-padded."""
     fps: int
+    mouth_open: np.ndarray | None = None
+    """Ground-truth jaw opening per frame [N] (the synthetic set's mouth parameters), when
+    the manifest has them."""
 
 
 def _reference_frame(manifest: Manifest, clip: ClipRecord, clips: list[ClipRecord]
@@ -66,7 +70,14 @@ def load_clip(manifest: Manifest, clip: ClipRecord, clips: list[ClipRecord],
         visemes=torch.from_numpy(np.load(manifest.resolve(clip.visemes))[:n].astype(np.int64)),
         mouth_boxes=torch.from_numpy(boxes),
         flow=torch.from_numpy(flow).permute(0, 3, 1, 2).contiguous(),
-        audio=padded, fps=clip.fps)
+        audio=padded, fps=clip.fps, mouth_open=_mouth_open(manifest, clip, n))
+
+
+def _mouth_open(manifest: Manifest, clip: ClipRecord, n: int) -> np.ndarray | None:
+    if clip.mouth_params is None:
+        return None
+    params = np.load(manifest.resolve(clip.mouth_params))[:n]
+    return params[:, MOUTH_PARAMS.index("open")].astype(np.float32)
 
 
 def select_clips(manifest: Manifest, split: str, max_clips: int, min_frames: int = 10

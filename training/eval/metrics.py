@@ -3,6 +3,7 @@ maps frame t to t+1 (pixels, from the ground truth); boxes [N, 4] are mouth boxe
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pytorch_msssim import ssim
 
@@ -47,3 +48,29 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = torch.nn.functional.normalize(a, dim=-1)
     b = torch.nn.functional.normalize(b, dim=-1)
     return (a * b).sum(-1)
+
+
+def mouth_opening(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """How open the mouth looks per frame: the fraction of the central 60% (in width) of the
+    mouth box darker than 0.7 x the box's median luminance (the cavity; lips, teeth and skin
+    are brighter). On the demo set's ground-truth test frames it correlates 0.71 on average
+    with the generator's jaw opening (the variants tried are in docs/notes.md).
+    frames uint8 [N, H, W, 3], boxes [N, 4] (x0, y0, x1, y1) pixels -> [N]."""
+    out = np.zeros(len(frames), np.float32)
+    for i, (frame, box) in enumerate(zip(frames, boxes)):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        patch = frame[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32)
+        if patch.size == 0:
+            continue
+        luma = patch @ np.array([0.299, 0.587, 0.114], np.float32)
+        side = luma.shape[1] // 5
+        centre = luma[:, side:luma.shape[1] - side]
+        out[i] = float(np.mean(centre < 0.7 * np.median(luma)))
+    return out
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side is constant."""
+    if np.std(a) < 1e-9 or np.std(b) < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
