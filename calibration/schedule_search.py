@@ -24,8 +24,10 @@ Objective = Callable[[StepSchedule], float]
 
 
 def coordinate_search(objective: Objective, steps: int, candidates: np.ndarray,
-                      sweeps: int = 2, start: str = "noise") -> tuple[StepSchedule, float, int]:
-    """-> (best schedule, its objective, number of objective evaluations).
+                      sweeps: int = 2, start: str = "noise", min_first: float = 0.0
+                      ) -> tuple[StepSchedule, float, int]:
+    """-> (best schedule, its objective, number of objective evaluations). ``min_first``:
+    the earliest first time a reference start may use.
 
     Noise start begins from the uniform schedule, so the result is never worse than uniform;
     reference start is never worse than the best uniform schedule of any candidate start.
@@ -36,7 +38,7 @@ def coordinate_search(objective: Objective, steps: int, candidates: np.ndarray,
         best_score, calls = objective(best), 1
     else:
         scored = [(objective(uniform_schedule(steps, float(t), "reference")), float(t))
-                  for t in grid if t < T_MAX]
+                  for t in grid if min_first <= t < T_MAX]
         best_score, first = min(scored)
         best, first_position, calls = uniform_schedule(steps, first, "reference"), 0, len(scored)
     for _ in range(sweeps):
@@ -45,7 +47,8 @@ def coordinate_search(objective: Objective, steps: int, candidates: np.ndarray,
             times = list(best.timesteps)
             upper = times[k - 1] if k > 0 else T_MAX
             lower = times[k + 1] if k + 1 < steps else 0.0
-            for t in grid[(grid < upper) & (grid > lower)]:
+            floor = min_first if k == 0 else 0.0
+            for t in grid[(grid < upper) & (grid > lower) & (grid >= floor)]:
                 trial = StepSchedule(tuple(times[:k] + [float(t)] + times[k + 1:]), start)
                 score = objective(trial)
                 calls += 1

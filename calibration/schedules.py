@@ -31,6 +31,12 @@ from training.tasks.student import sample_windows
 
 log = logging.getLogger(__name__)
 
+MIN_REFERENCE_START = 0.5
+"""Earliest first time of a reference start. Below it the sampler returns little more than
+the (noised) reference, so the mouth stops following the audio; on the demo student the
+unconstrained search chose t = 0.02, i.e. copying the reference, because a mouth that never
+moves still has a small average error."""
+
 CANDIDATES = 32
 """Candidate times (evenly spaced in log-SNR) for every searched position."""
 
@@ -80,7 +86,8 @@ def calibrate(path: Path, manifest: Manifest, steps: tuple[int, ...] = (1, 2, 4,
     report = {}
     for k in steps:
         uniform_score = objective(uniform_schedule(k))
-        found = {start: coordinate_search(objective, k, candidates, start=start)
+        found = {start: coordinate_search(objective, k, candidates, start=start,
+                                          min_first=MIN_REFERENCE_START)
                  for start in START_MODES}
         chosen = min(found, key=lambda s: found[s][1])
         best, score, _ = found[chosen]

@@ -60,3 +60,16 @@ def test_calibration_saves_schedules_with_the_student(tiny_dataset, tiny_student
     assert StepSchedule.from_dict(saved[2]).steps == 2
     on_disk = json.loads(tiny_student.with_name("schedules.json").read_text())
     assert on_disk["2"]["schedule"] == saved[2]
+
+
+def test_a_reference_start_keeps_enough_noise_to_repaint_the_mouth():
+    """An objective that rewards copying the reference (the earliest start) must not pull
+    the first time below min_first; later steps may go lower."""
+    grid = np.round(np.linspace(0.05, 0.95, 19), 2)
+
+    def objective(schedule: StepSchedule) -> float:
+        return sum(schedule.timesteps)
+
+    best, _, _ = coordinate_search(objective, 2, grid, start="reference", min_first=0.5)
+    assert best.start == "reference"
+    assert best.timesteps[0] == pytest.approx(0.5) and best.timesteps[1] < 0.5
