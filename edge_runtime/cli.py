@@ -178,12 +178,8 @@ def run(args: EdgeSettings, control: Control | None = None,
         notifier: Notifier | None = None) -> dict:
     control = control or Control()
     notifier = notifier or Notifier({})
-    bundle_dir = args.bundle or default_bundle()
-    if bundle_dir is None:
-        raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
-                         f"({SYSTEM_CONFIG} or {user_config()})")
     started = time.perf_counter()
-    bundle, root = load_bundle(bundle_dir)
+    bundle, root = _load_bundle(args)
     audio = None
     if args.audio == "-":
         audio = read_stdin_pcm()
@@ -245,11 +241,17 @@ def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
     return stats
 
 
+def _load_bundle(settings: EdgeSettings):
+    """The settings' bundle, else the built-in demo bundle -> (bundle, folder)."""
+    folder = settings.bundle or default_bundle()
+    if folder is None:
+        raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file "
+                         f"({SYSTEM_CONFIG} or {user_config()})")
+    return load_bundle(folder)
+
+
 def _autotune(settings: EdgeSettings, target: Path) -> None:
-    bundle_dir = settings.bundle or default_bundle()
-    if bundle_dir is None:
-        raise ValueError("no bundle: pass --bundle DIR or set bundle in a config file")
-    bundle, root = load_bundle(bundle_dir)
+    bundle, root = _load_bundle(settings)
     results = autotune(bundle, root, settings.steps, settings.mode)
     print(f"{'backend':<12}{'precision':<10}{'threads':>7}  {'sampler':<9}{'median ms':>10}"
           f"{'p95 ms':>8}")

@@ -65,16 +65,17 @@ class Renderer:
                               f"{sorted(bundle.schedules)})")
         prefix = BACKEND_PREFIX[backend]
 
+        def variant_of(kind: str) -> str:
+            return (variants or {}).get(kind) or bundle.precision_of(prefix, precision, kind)
+
         def graph(kind: str, name: str):
-            variant = (variants or {}).get(kind) or bundle.precision_of(prefix, precision, kind)
-            return open_graph(bundle, root, variant, name, threads)
+            return open_graph(bundle, root, variant_of(kind), name, threads)
 
         self.bundle, self.steps, self.mode = bundle, steps, mode
         self.reference = graph("reference", "reference")
         name = f"generate_{steps}"
-        variant = (variants or {}).get("generate") or bundle.precision_of(prefix, precision,
-                                                                            "generate")
-        if sampler == "unrolled" and name not in bundle.variants.get(variant, {}):
+        if sampler == "unrolled" and name not in bundle.variants.get(variant_of("generate"),
+                                                                      {}):
             log.info("bundle %r has no %s graph; running %d calls of the step graph",
                      bundle.name, name, steps)
             sampler = "step"
