@@ -74,7 +74,7 @@ bench: $(VENV)/.installed
 
 # The Pi install and runtime on arm64 under emulation (root; see systemd/verify-arm64.sh).
 arm64-check:
-	systemd/verify-arm64.sh
+	systemd/verify-arm64.sh $(ARM64_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
