@@ -253,7 +253,11 @@ def test_settings_layer_system_user_explicit_and_flags(isolated_config, capsys):
     assert lines["backend"] == "onnxruntime  # default"
 
 
-def test_a_bad_setting_names_its_file_and_key(isolated_config, capsys):
+def test_a_bad_setting_names_its_file_and_key(isolated_config, capsys, monkeypatch):
+    import edge_runtime.settings as settings
+
+    monkeypatch.setattr(settings, "SOURCE_TREE", isolated_config / "no-tree")  # no built-in
+    monkeypatch.setattr(settings, "SERVICE_STATE", isolated_config / "no-state")  # bundle
     bad = isolated_config / "bad.yaml"
     bad.write_text("steps: 3\n")
     assert main(["--config", str(bad), "--print-config"]) == 2
