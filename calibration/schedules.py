@@ -25,7 +25,7 @@ from training.config import StudentRunConfig, from_dict
 from training.data.manifest import Manifest
 from training.errors import UserError
 from training.losses import box_mask
-from training.models.denoiser import Denoiser
+from training.models.denoiser import PREDICTION, Denoiser
 from training.tasks.latent import LatentTask
 from training.tasks.student import sample_windows
 
@@ -49,7 +49,7 @@ def load_student(path: Path) -> tuple[dict, StudentRunConfig, Denoiser]:
         config = from_dict(StudentRunConfig, state["config"], f"{path}:config")
     except KeyError:
         raise UserError(f"{path}: not a student checkpoint") from None
-    model = Denoiser(config.model)
+    model = Denoiser(config.model, PREDICTION["student"])
     model.load_state_dict(state["model"])
     return state, config, model.eval()
 

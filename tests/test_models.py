@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge_runtime.schedule import log_snr
+from edge_runtime.schedule import T_MAX, log_snr
 from training.config import AutoencoderConfig, DenoiserConfig, IdentityEncoderConfig
 from training.models.autoencoder import Autoencoder
 from training.models.denoiser import Denoiser
@@ -31,7 +32,7 @@ def macs(model, *args) -> float:
 
 def test_denoiser_shapes_and_every_condition_changes_the_output():
     torch.manual_seed(0)
-    model = Denoiser(STUDENT)
+    model = Denoiser(STUDENT, "v")
     for block in model.modules():  # residual scales start at 0; open them for this test
         if hasattr(block, "scale"):
             torch.nn.init.constant_(block.scale, 0.5)
@@ -44,9 +45,29 @@ def test_denoiser_shapes_and_every_condition_changes_the_output():
         assert not torch.allclose(model(*args), out), f"input {i} is ignored"
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_a_denoiser_with_zero_output_predicts_the_reference_plus_the_shrunk_residual(prediction):
+    """F = 0 must mean x0 = ref + sqrt(abar) (x - sqrt(abar) ref), in either parameterisation:
+    at high noise that is the reference itself, the sharp prior of a talking face."""
+    model = Denoiser(STUDENT, prediction)
+    torch.nn.init.zeros_(model.out.weight)
+    torch.nn.init.zeros_(model.out.bias)
+    x, _, ref, ident, vis = inputs(4)
+    t = torch.tensor([0.1, 0.5, 0.9, T_MAX])
+    level = torch.as_tensor(log_snr(t.numpy()), dtype=torch.float32)
+    out = model(x, level, ref, ident, vis)
+    a = torch.sigmoid(level)[:, None, None, None]
+    x0 = (x - (1 - a).sqrt() * out) / a.sqrt() if prediction == "eps" else \
+        a.sqrt() * x - (1 - a).sqrt() * out
+    expected = ref + a.sqrt() * (x - a.sqrt() * ref)
+    assert torch.allclose(x0, expected, atol=1e-3)
+    assert torch.allclose(x0[-1], ref[-1], atol=0.05)
+
+
 def test_student_is_at_most_a_quarter_of_the_teacher_and_fits_the_frame_budget():
     args = inputs(1)
-    student, teacher = macs(Denoiser(STUDENT), *args), macs(Denoiser(TEACHER), *args)
+    student = macs(Denoiser(STUDENT, "v"), *args)
+    teacher = macs(Denoiser(TEACHER, "eps"), *args)
     assert student <= teacher / 4, (student, teacher)
     decoder = macs(Autoencoder(AutoencoderConfig()).decode, torch.zeros(1, 4, 16, 16))
     # E1 at 2 steps: two student steps and one decode per frame, at most 0.6 GFLOP

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from edge_runtime.schedule import StepSchedule, alpha_bar, log_snr
+from training.models.autoencoder import LATENT_LIMIT
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,15 +65,25 @@ def start_latent(noise: torch.Tensor, schedule: StepSchedule,
     return q_sample(reference.expand_as(noise), schedule.timesteps[0], noise)
 
 
+def ddim_step(x: torch.Tensor, t, t_next, eps: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (eta = 0) from time t to t_next -> (x at t_next, x0).
+
+    The x0 estimate is clamped to the latent range and eps re-derived from it: at T_MAX,
+    eps -> x0 multiplies the model's error by 1/sqrt(abar) (about 300), and unclamped the
+    first steps of a 50-step run threw the sample to |z| ~ 100."""
+    x0 = eps_to_x0(x, t, eps).clamp(-LATENT_LIMIT, LATENT_LIMIT)
+    eps = x0_to_eps(x, t, x0)
+    a_next = abar(t_next, x)
+    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps, x0
+
+
 @torch.no_grad()
 def ddim_sample(eps_model: Model, x: torch.Tensor, schedule: StepSchedule) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from x at timesteps[0] down to t = 0 -> x0."""
+    """Deterministic DDIM from x at timesteps[0] down to t = 0 -> x0."""
     times = list(schedule.timesteps) + [0.0]
     for t, t_next in zip(times[:-1], times[1:]):
-        eps = eps_model(x, batch_t(t, x))
-        x0 = eps_to_x0(x, t, eps)
-        a_next = abar(t_next, x)
-        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        x, _ = ddim_step(x, t, t_next, eps_model(x, batch_t(t, x)))
     return x
 
 

@@ -37,6 +37,7 @@ from training.eval.generate import (
     student_sample,
     teacher_ddim,
 )
+from training.models.autoencoder import LATENT_LIMIT
 from training.models.lipread import LipReader, crop_windows
 from training.models.loading import load_frozen
 from training.models.macs import count_macs
@@ -175,7 +176,7 @@ def _methods(models: EvalModels, config: EvalConfig
 
 def _decode(models: EvalModels, z: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return models.autoencoder.decode(z.clamp(-6, 6)).clamp(-1, 1)
+        return models.autoencoder.decode(z.clamp(-LATENT_LIMIT, LATENT_LIMIT)).clamp(-1, 1)
 
 
 def evaluate(models: EvalModels, clips: list[EvalClip], config: EvalConfig,

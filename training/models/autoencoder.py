@@ -15,6 +15,11 @@ from torch import nn
 from training.config import AutoencoderConfig
 from training.models.blocks import ResBlock, UpShuffle, conv3
 
+LATENT_LIMIT = 6.0
+"""Scaled latents of real frames stay within +-4 (unit variance); a predicted x0 is clamped
+to +-LATENT_LIMIT before it is decoded or used as a sample, so one wild estimate (eps
+prediction divides by sqrt(abar), about 0.003 at the noisiest time) cannot blow up."""
+
 
 class Encoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):

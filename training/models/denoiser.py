@@ -7,7 +7,16 @@ Inputs (batch B, latent C x h x w = 4 x 16 x 16 at 128 px, W = 2 * viseme_contex
   ref [B, C, h, w]       reference latent, concatenated with x_t (who to look like)
   identity [B, D_id]     identity embedding of the reference (FiLM; eq 8's anchor)
   visemes [B, W] int64   viseme tokens t-c..t+c around the frame (how to move the mouth)
-Output: eps [B, C, h, w] (eps-prediction, eq 4).
+Output: eps [B, C, h, w] (the teacher's eps-prediction, eq 4) or v [B, C, h, w] (the
+student's; x0 = sqrt(abar) x_t - sqrt(1 - abar) v), as PREDICTION says.
+
+Reference-centred: the network sees y = x_t - sqrt(abar) ref, the forward process of the
+residual r0 = z0 - ref (y = sqrt(abar) r0 + sqrt(1 - abar) eps), and its output F adds to
+a skip term chosen so that F = 0 predicts x0 = ref + sqrt(abar) y (the posterior mean of a
+unit-variance residual). A talking face is its reference plus a small change around the
+mouth: an untrained or under-trained denoiser then still returns a sharp reference instead of
+a blur, and training spends its capacity on the mouth. The output keeps its meaning (eps or
+v of x_t), so samplers, schedules and the device graphs need nothing new.
 
 The conditioning vector (time + identity + visemes) modulates every residual block with
 FiLM. No GroupNorm (export); residual branches start at zero.
@@ -16,6 +25,7 @@ FiLM. No GroupNorm (export); residual branches start at zero.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +34,9 @@ from torch import nn
 from edge_runtime.visemes import NUM_VISEMES
 from training.config import DenoiserConfig
 from training.models.blocks import conv3
+
+PREDICTION: dict[str, Literal["eps", "v"]] = {"teacher": "eps", "student": "v"}
+"""What each role's denoiser predicts."""
 
 
 def fourier_features(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -73,9 +86,11 @@ class FiLMBlock(nn.Module):
 class Denoiser(nn.Module):
     """A small UNet over the latent grid: len(channels) resolutions, skip connections."""
 
-    def __init__(self, cfg: DenoiserConfig):
+    def __init__(self, cfg: DenoiserConfig, prediction: Literal["eps", "v"]):
         super().__init__()
-        self.config = cfg
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        self.config, self.prediction = cfg, prediction
         ch, d, n = cfg.channels, cfg.cond_dim, cfg.blocks_per_level
         self.cond = Conditioning(cfg)
         self.inp = conv3(2 * cfg.latent_channels, ch[0])
@@ -90,7 +105,15 @@ class Denoiser(nn.Module):
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, ref: torch.Tensor,
                 identity: torch.Tensor, visemes: torch.Tensor) -> torch.Tensor:
         cond = self.cond(noise_level, identity, visemes)
-        h = self.inp(torch.cat([x, ref], dim=1))
+        abar = torch.sigmoid(noise_level)[:, None, None, None]  # log-SNR -> alpha_bar
+        y = x - abar.sqrt() * ref
+        out = self._unet(y, ref, cond)
+        if self.prediction == "eps":
+            return out + (1 - abar).sqrt() * y
+        return out - (1 - abar).sqrt() * ref
+
+    def _unet(self, y: torch.Tensor, ref: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.inp(torch.cat([y, ref], dim=1))
         skips = []
         for level, blocks in enumerate(self.down_blocks):
             for block in blocks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from training.config import (
 )
 from training.errors import UserError
 from training.models.autoencoder import Autoencoder
-from training.models.denoiser import Denoiser
+from training.models.denoiser import PREDICTION, Denoiser
 from training.models.identity import IdentityEncoder
 from training.models.lipread import LipReader
 from training.models.sync import SyncExpert
@@ -26,8 +27,8 @@ from training.models.visemes import VisemeRecognizer
 
 _MODELS = {"autoencoder": (Autoencoder, AutoencoderConfig),
            "identity encoder": (IdentityEncoder, IdentityEncoderConfig),
-           "teacher": (Denoiser, DenoiserConfig),
-           "student": (Denoiser, DenoiserConfig),
+           "teacher": (partial(Denoiser, prediction=PREDICTION["teacher"]), DenoiserConfig),
+           "student": (partial(Denoiser, prediction=PREDICTION["student"]), DenoiserConfig),
            "sync expert": (SyncExpert, SyncExpertConfig),
            "lip reader": (LipReader, LipReaderConfig),
            "viseme recognizer": (VisemeRecognizer, VisemeRecognizerConfig)}

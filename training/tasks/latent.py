@@ -14,6 +14,7 @@ from training.data.manifest import Manifest
 from training.diffusion.samplers import noise_level
 from training.errors import UserError
 from training.losses import box_mask, identity_loss, masked_l1, temporal_loss
+from training.models.autoencoder import LATENT_LIMIT
 from training.models.loading import load_frozen
 from training.tasks.sync import sync_loss
 
@@ -63,7 +64,8 @@ class LatentTask:
         first frame vs the reference embedding), the flow-warped temporal difference (eq 9),
         mouth-box L1 against the ground truth, and with a sync expert the sync term."""
         b, n = x0.shape[:2]
-        image = self.autoencoder.decode(x0.flatten(0, 1).clamp(-6, 6)).unflatten(0, (b, n))
+        z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
+        image = self.autoencoder.decode(z).unflatten(0, (b, n))
         frames = batch["frames"]
         mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)

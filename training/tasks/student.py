@@ -28,13 +28,13 @@ from training.data.manifest import Manifest
 from training.diffusion.samplers import (
     abar,
     consistency_sample,
-    eps_to_x0,
+    ddim_step,
     q_sample,
     start_latent,
     v_to_x0,
 )
 from training.losses import psnr
-from training.models.denoiser import Denoiser
+from training.models.denoiser import PREDICTION, Denoiser
 from training.models.loading import load_frozen
 from training.tasks.latent import LatentTask
 
@@ -45,7 +45,7 @@ class StudentTask(LatentTask):
     def __init__(self, config: StudentRunConfig, manifest: Manifest):
         self.config = config
         torch.manual_seed(config.train.seed)
-        self.model = Denoiser(config.model)
+        self.model = Denoiser(config.model, PREDICTION["student"])
         self.target = copy.deepcopy(self.model).requires_grad_(False)
         self.teacher = load_frozen(config.teacher, "teacher")
         super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
@@ -68,14 +68,12 @@ class StudentTask(LatentTask):
         x_hi = q_sample(z0, t_hi[:, None], eps)
         with torch.no_grad():
             eps_teacher = self.predict(self.teacher, x_hi, t_hi, ref, ident, visemes)
-            x0_teacher = eps_to_x0(x_hi, t_hi[:, None], eps_teacher)
-            a_lo = abar(t_lo, t_lo)[:, None, None, None, None]
-            x_lo = a_lo.sqrt() * x0_teacher + (1 - a_lo).sqrt() * eps_teacher  # DDIM step
+            x_lo, x0_teacher = ddim_step(x_hi, t_hi[:, None], t_lo[:, None], eps_teacher)
             target = self.x0(self.target, x_lo, t_lo, ref, ident, visemes)
         pred = self.x0(model, x_hi, t_hi, ref, ident, visemes)
         l_cd = F.mse_loss(pred, target)
         sharp = abar(t_hi, t_hi)
-        l_match = (sharp * (pred - x0_teacher.clamp(-6, 6)).pow(2).flatten(1).mean(1)).mean()
+        l_match = (sharp * (pred - x0_teacher).pow(2).flatten(1).mean(1)).mean()
         reg = {k: v.mean() for k, v in self.regularisers(pred, batch, ident).items()}
         total = (l_cd + cfg.match * l_match + cfg.identity * reg["identity"]
                  + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"]

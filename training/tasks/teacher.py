@@ -23,7 +23,7 @@ from training.config import TeacherRunConfig
 from training.data.manifest import Manifest
 from training.diffusion.samplers import abar, eps_to_x0, q_sample
 from training.losses import psnr
-from training.models.denoiser import Denoiser
+from training.models.denoiser import PREDICTION, Denoiser
 from training.tasks.latent import LatentTask
 
 VAL_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -33,7 +33,7 @@ class TeacherTask(LatentTask):
     def __init__(self, config: TeacherRunConfig, manifest: Manifest):
         self.config = config
         torch.manual_seed(config.train.seed)
-        self.model = Denoiser(config.model)
+        self.model = Denoiser(config.model, PREDICTION["teacher"])
         super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
                          config.train.seed, config.items_per_clip,
                          config.sync_expert if config.loss.sync > 0 else None)
