@@ -54,11 +54,12 @@ train-demo: $(VENV)/.installed
 	for t in ae idenc sync teacher student visemes lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
 	done
+	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \
-	  --sync $(RUNS)/sync/final.pt --lipread $(RUNS)/lipread/final.pt
+	  --sync $(RUNS)/sync/final.pt --lipread $(RUNS)/lipread/final.pt --ae $(RUNS)/decoder/final.pt
 	$(TSD) export --student $(RUNS)/student/final.pt --visemes $(RUNS)/visemes/final.pt \
-	  --data $(DEMO) --out bundles/demo --unrolled
+	  --ae $(RUNS)/decoder/final.pt --data $(DEMO) --out bundles/demo --unrolled
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
 	  --lipread $(RUNS)/lipread/final.pt
 

@@ -51,7 +51,7 @@ from export.tflite_export import parity as tflite_parity
 from training.config import Lrs3Config, to_dict
 from training.data.manifest import Manifest
 from training.data.media import read_frame
-from training.models.loading import load_frozen
+from training.models.loading import load_autoencoder, load_frozen
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
     from calibration.schedules import load_student
 
     state, config, student = load_student(student_path)
-    autoencoder = load_frozen(autoencoder_path or config.autoencoder, "autoencoder")
+    autoencoder = load_autoencoder(config.autoencoder, autoencoder_path)
     identity = load_frozen(identity_path or config.identity_encoder, "identity encoder")
     stored = {int(k): StepSchedule.from_dict(v) for k, v in state.get("schedules", {}).items()}
     if not stored:

@@ -129,3 +129,37 @@ def test_ema_warms_up_then_holds_its_decay():
         ema.update_parameters(model)
     lag = 200 - float(ema.module.weight.detach())
     assert 0 < lag < 30  # a fixed 0.999 would lag by about 180
+
+
+def test_decoder_only_run_keeps_the_encoder_and_its_latent_scale(tiny_dataset, tiny_ae, tmp_path):
+    """encoder_from: a narrower decoder learns to decode the latents of a trained encoder."""
+    import dataclasses
+
+    from training.errors import UserError
+    from training.models.loading import load_autoencoder, load_frozen
+
+    config = load_config(TINY, AERunConfig)
+    narrow = dataclasses.replace(config.model, dec_channels=(8, 8, 8, 4), dec_res_blocks=0)
+    config = dataclasses.replace(config, model=narrow, encoder_from=str(tiny_ae),
+                                 train=dataclasses.replace(config.train, steps=80))
+    task = AutoencoderTask(config, read_manifest(tiny_dataset))
+    final = Trainer(task, config.train, tmp_path / "dec", config).fit()
+    source, trained = load_frozen(tiny_ae, "autoencoder"), load_frozen(final, "autoencoder")
+    assert float(trained.latent_scale) == float(source.latent_scale) != 1.0
+    for name, value in source.encoder.state_dict().items():
+        assert torch.equal(trained.encoder.state_dict()[name], value), name
+    untrained = Autoencoder(narrow)
+    frames = torch.stack([task.val_set[i]["frames"][0] for i in range(4)])
+    z = source.encode(frames)
+    assert psnr(trained.decode(z), frames) > psnr(untrained.decode(z), frames) + 0.2
+
+    assert load_autoencoder(str(tiny_ae), str(final)).config.dec_channels == (8, 8, 8, 4)
+    state = torch.load(final, weights_only=False)
+    state["model"]["encoder.net.0.weight"] += 0.01
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="its encoder is not the one"):
+        load_autoencoder(str(tiny_ae), str(tmp_path / "other.pt"))
+
+    wide = dataclasses.replace(narrow, enc_channels=(8, 8, 16, 32))
+    with pytest.raises(UserError, match="encoder_from"):
+        AutoencoderTask(dataclasses.replace(config, model=wide), read_manifest(tiny_dataset))

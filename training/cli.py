@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True, help="folder for the report")
     evaluate.add_argument("--sync", help="sync expert final.pt (adds LSE-D/C, offset accuracy)")
     evaluate.add_argument("--lipread", help="lip reader final.pt (adds lip-reading accuracy)")
+    evaluate.add_argument("--ae", help="autoencoder final.pt that decodes the frames (default: "
+                          "the student's); it must share the student's encoder, e.g. the "
+                          "device decoder of configs/demo/decoder.yaml")
     evaluate.add_argument("--config", help="YAML EvalConfig (flags below override it)")
     evaluate.add_argument("--split", choices=["val", "test"], help="held-out split")
     evaluate.add_argument("--clips", type=_positive, help="clips to evaluate")
@@ -229,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="bundle name (default: the folder name)")
     export.add_argument("--visemes", help="audio viseme recogniser final.pt (tsd train visemes) "
                         "to include as the visemes graph")
-    export.add_argument("--ae", help="autoencoder final.pt (default: the student's)")
+    export.add_argument("--ae", help="autoencoder final.pt whose decoder ships (default: the "
+                        "student's); it must share the student's encoder")
     export.add_argument("--idenc", help="identity encoder final.pt (default: the student's)")
     export.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="graph variants to write (TFLite ones need the tflite extra)")
@@ -311,7 +315,7 @@ def _eval(args: argparse.Namespace) -> None:
     config = override(config, split=args.split, max_clips=args.clips, max_frames=args.frames)
     report = run_eval(Path(args.student), read_manifest(args.data), Path(args.out), config,
                       Path(args.sync) if args.sync else None,
-                      Path(args.lipread) if args.lipread else None)
+                      Path(args.lipread) if args.lipread else None, args.ae)
     for row in report["bars"]:
         print(f"{'pass' if row['passed'] else 'FAIL'}  {row['bar']}: {row['value']:.4g} "
               f"(bar {row['threshold']:g})")

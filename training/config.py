@@ -317,6 +317,10 @@ class AERunConfig:
     """Loss weights."""
     items_per_clip: int = 8
     """Random frames drawn per clip per epoch."""
+    encoder_from: str | None = None
+    """An autoencoder final.pt whose encoder and latent scale are loaded and frozen, so only
+    the decoder trains: a narrower decoder for the device that decodes the same latents,
+    with no retraining of the denoisers. model.enc_channels must match that encoder."""
 
     def validate(self, where: str) -> None:
         self.model.validate(f"{where}.model")

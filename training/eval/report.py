@@ -39,7 +39,7 @@ from training.eval.generate import (
 )
 from training.models.autoencoder import LATENT_LIMIT
 from training.models.lipread import LipReader, crop_windows
-from training.models.loading import load_frozen
+from training.models.loading import load_autoencoder, load_frozen
 from training.models.macs import count_macs
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
 from training.plots import save_panels
@@ -68,8 +68,9 @@ class EvalModels:
 
 
 def load_models(student_path: Path, sync_path: Path | None, lipread_path: Path | None,
-                steps: tuple[int, ...]) -> EvalModels:
-    """The student checkpoint names its teacher, autoencoder and identity encoder."""
+                steps: tuple[int, ...], autoencoder_path: str | None = None) -> EvalModels:
+    """The student checkpoint names its teacher, autoencoder and identity encoder;
+    ``autoencoder_path`` replaces the autoencoder by one with the same encoder."""
     from calibration.schedules import load_student
 
     state, config, student = load_student(student_path)
@@ -85,7 +86,7 @@ def load_models(student_path: Path, sync_path: Path | None, lipread_path: Path |
         sync_state = torch.load(sync_path, map_location="cpu", weights_only=False)
         max_offset = from_dict(SyncRunConfig, sync_state["config"], str(sync_path)).max_offset
     return EvalModels(
-        autoencoder=load_frozen(config.autoencoder, "autoencoder"),
+        autoencoder=load_autoencoder(config.autoencoder, autoencoder_path),
         identity=load_frozen(config.identity_encoder, "identity encoder"),
         teacher=load_frozen(config.teacher, "teacher"),
         student=student.requires_grad_(False),
@@ -93,7 +94,8 @@ def load_models(student_path: Path, sync_path: Path | None, lipread_path: Path |
         sync=sync, sync_max_offset=max_offset,
         lipread=load_frozen(lipread_path, "lip reader") if lipread_path else None,
         paths={"student": str(student_path), "teacher": config.teacher,
-               "autoencoder": config.autoencoder, "identity_encoder": config.identity_encoder,
+               "autoencoder": autoencoder_path or config.autoencoder,
+               "identity_encoder": config.identity_encoder,
                "sync": str(sync_path) if sync_path else None,
                "lipread": str(lipread_path) if lipread_path else None})
 
@@ -351,9 +353,10 @@ def plot_frontier(report: dict, png: Path) -> None:
 
 
 def run_eval(student: Path, manifest: Manifest, out: Path, config: EvalConfig,
-             sync: Path | None = None, lipread: Path | None = None) -> dict:
+             sync: Path | None = None, lipread: Path | None = None,
+             autoencoder: str | None = None) -> dict:
     """Evaluate and write out/report.json, out/report.md and out/frontier.png."""
-    models = load_models(student, sync, lipread, config.student_steps)
+    models = load_models(student, sync, lipread, config.student_steps, autoencoder)
     clips = load_clips(manifest, config.split, config.max_clips, config.max_frames)
     size = int(clips[0].frames.shape[-1])
     if any(int(c.frames.shape[-1]) != size for c in clips):

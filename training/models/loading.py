@@ -50,3 +50,21 @@ def load_frozen(path: str | Path, kind: str) -> nn.Module:
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def load_autoencoder(trained_with: str, override: str | None = None) -> nn.Module:
+    """The autoencoder a denoiser was trained with, or ``override``: another autoencoder with
+    the same encoder and latent scale (a decoder-only run, ``encoder_from``), e.g. the
+    narrower device decoder. Anything else would decode latents it has never seen."""
+    model = load_frozen(trained_with, "autoencoder")
+    if override is None or Path(override) == Path(trained_with):
+        return model
+    other = load_frozen(override, "autoencoder")
+    same = (float(other.latent_scale) == float(model.latent_scale)
+            and other.config.enc_channels == model.config.enc_channels
+            and all(torch.equal(value, other.encoder.state_dict()[name])
+                    for name, value in model.encoder.state_dict().items()))
+    if not same:
+        raise UserError(f"{override}: its encoder is not the one of {trained_with}, which "
+                        "the denoisers were trained with (train a decoder with encoder_from)")
+    return other

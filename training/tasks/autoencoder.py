@@ -1,4 +1,7 @@
-"""``tsd train ae``: the f=8 autoencoder on single frames (L1 + SSIM + mouth-box L1)."""
+"""``tsd train ae``: the f=8 autoencoder on single frames (L1 + SSIM + mouth-box L1).
+
+With ``encoder_from`` only the decoder trains, behind the frozen encoder of a trained
+autoencoder (a cheaper decoder for the device that decodes the latents the denoisers know)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from torch.utils.data import DataLoader
 from training.config import AERunConfig, WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
+from training.errors import UserError
 from training.losses import box_mask, masked_l1, psnr, ssim_loss
 from training.models.autoencoder import Autoencoder
+from training.models.loading import load_frozen
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +32,24 @@ class AutoencoderTask:
         seed = config.train.seed
         torch.manual_seed(seed)
         self.model = Autoencoder(config.model)
+        if config.encoder_from:
+            self._freeze_encoder(config.encoder_from)
         self.train_set = TalkingFaceDataset(manifest, "train", FRAME_WINDOW, seed,
                                             config.items_per_clip)
         self.val_set = TalkingFaceDataset(manifest, "val", FRAME_WINDOW, seed + 1, 2)
+
+    def _freeze_encoder(self, path: str) -> None:
+        source = load_frozen(path, "autoencoder")
+        if source.config.enc_channels != self.config.model.enc_channels or \
+                source.config.latent_channels != self.config.model.latent_channels:
+            raise UserError(f"encoder_from {path}: its encoder ({source.config.enc_channels}, "
+                            f"{source.config.latent_channels} latent channels) differs from "
+                            f"model.enc_channels {self.config.model.enc_channels}")
+        self.model.encoder.load_state_dict(source.encoder.state_dict())
+        self.model.latent_scale.copy_(source.latent_scale)
+        self.model.encoder.requires_grad_(False)
+        log.info("decoder only: encoder and latent scale %.4f frozen from %s",
+                 float(source.latent_scale), path)
 
     def _losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         x = batch["frames"][:, 0]  # [B, 3, H, W]
@@ -59,7 +79,10 @@ class AutoencoderTask:
 
     @torch.no_grad()
     def finish(self, model: nn.Module) -> None:
-        """Set ``latent_scale`` = 1 / std of the training latents (unit variance for diffusion)."""
+        """Set ``latent_scale`` = 1 / std of the training latents (unit variance for diffusion);
+        a frozen encoder keeps the scale it came with."""
+        if self.config.encoder_from:
+            return
         model.eval()
         loader = DataLoader(self.train_set, batch_size=16, shuffle=False, num_workers=0)
         device = next(model.parameters()).device
