@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edge_runtime.bundle import generate_graph
 from edge_runtime.schedule import StepSchedule
 from export.graphs import STEP_INPUTS, GenerateGraph, ReferenceGraph, StepGraph, generate_inputs
 from training.config import VisemeRecognizerConfig
@@ -68,7 +69,7 @@ def capture(manifest: Manifest, reference: ReferenceGraph, step: StepGraph,
                 values = {"noise": noise, "renoise": renoise[:k - 1], "ref_latent": ref,
                           "identity": ident, "visemes": visemes}
                 inputs = {name: values[name] for name in generate_inputs(k)}
-                out.add(f"generate_{k}", inputs)
+                out.add(generate_graph(k), inputs)
                 out.add("decoder", {"latent": generate(*inputs.values())})
     log.info("captured %s", {k: len(v) for k, v in out.samples.items()})
     return out

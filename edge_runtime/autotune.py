@@ -71,10 +71,10 @@ def candidates(bundle: Bundle, threads: list[int], steps: int) -> list[Candidate
     found = []
     for backend, precision, n, sampler in itertools.product(BACKENDS, ("fp32", "int8"),
                                                             threads, SAMPLERS):
-        variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "generate")
         if f"{BACKEND_PREFIX[backend]}-{precision}" not in bundle.variants:
             continue
-        if sampler == "unrolled" and f"generate_{steps}" not in bundle.variants[variant]:
+        variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "generate")
+        if sampler == "unrolled" and not bundle.has_unrolled(variant, steps):
             continue
         found.append(Candidate(backend, precision, n, sampler))
     return found

@@ -40,6 +40,12 @@ GRAPH_KINDS = ("reference", "generate", "decoder", "visemes")
 """What precision plans address; ``generate`` covers the step and generate_K graphs."""
 
 
+def generate_graph(steps: int) -> str:
+    """Name of the unrolled K-step sampler graph (optional: without it the runtime calls the
+    step graph K times)."""
+    return f"generate_{steps}"
+
+
 class BundleError(ValueError):
     """A bundle that cannot be used; the message names the bundle and what is wrong."""
 
@@ -126,6 +132,10 @@ class Bundle:
         if precision == "int8":
             precision = self.int8_plan.get(backend, {}).get(kind, "int8")
         return f"{backend}-{precision}"
+
+    def has_unrolled(self, variant: str, steps: int) -> bool:
+        """Whether ``variant`` ships the unrolled sampler graph for ``steps``."""
+        return generate_graph(steps) in self.variants.get(variant, {})
 
     def graph(self, variant: str, name: str) -> GraphSpec:
         try:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.backends import open_graph
-from edge_runtime.bundle import Bundle, BundleError
+from edge_runtime.bundle import Bundle, BundleError, generate_graph
 from edge_runtime.face_crop import centre_box, crop, detect_face, square_box
 from edge_runtime.schedule import StepSchedule, log_snr
 
@@ -73,14 +73,12 @@ class Renderer:
 
         self.bundle, self.steps, self.mode = bundle, steps, mode
         self.reference = graph("reference", "reference")
-        name = f"generate_{steps}"
-        if sampler == "unrolled" and name not in bundle.variants.get(variant_of("generate"),
-                                                                      {}):
+        if sampler == "unrolled" and not bundle.has_unrolled(variant_of("generate"), steps):
             log.info("bundle %r has no %s graph; running %d calls of the step graph",
-                     bundle.name, name, steps)
+                     bundle.name, generate_graph(steps), steps)
             sampler = "step"
         if sampler == "unrolled":
-            self.generate = graph("generate", name)
+            self.generate = graph("generate", generate_graph(steps))
         else:
             self.generate = StepLoop(graph("generate", "step"), bundle.schedules[steps])
         self.sampler = sampler
@@ -144,7 +142,7 @@ class StepLoop:
 
 def sampler_macs(bundle: Bundle, steps: int, sampler: str = "unrolled") -> int:
     """MACs of one frame's K-step sampler (every variant declares its fp32 graph's count)."""
-    graphs = next(iter(bundle.variants.values()))
-    if sampler == "unrolled" and f"generate_{steps}" in graphs:
-        return graphs[f"generate_{steps}"].macs
-    return steps * graphs["step"].macs
+    variant = next(iter(bundle.variants))
+    if sampler == "unrolled" and bundle.has_unrolled(variant, steps):
+        return bundle.graph(variant, generate_graph(steps)).macs
+    return steps * bundle.graph(variant, "step").macs

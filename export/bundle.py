@@ -30,6 +30,7 @@ from edge_runtime.bundle import (
     GraphSpec,
     LatentSpec,
     RecognizerSpec,
+    generate_graph,
     sha256_file,
     write_bundle_yaml,
 )
@@ -69,7 +70,7 @@ def _graph_defs(student: torch.nn.Module, autoencoder, identity,
     graphs = {"reference": ReferenceGraph(autoencoder, identity), "step": StepGraph(student),
               "decoder": DecoderGraph(autoencoder)}
     for k in unrolled:
-        graphs[f"generate_{k}"] = GenerateGraph(student, schedules[k])
+        graphs[generate_graph(k)] = GenerateGraph(student, schedules[k])
     return graphs
 
 
