@@ -10,7 +10,7 @@ DEMO   ?= data/demo
 RUNS   ?= runs/demo
 TSD    := $(VENV)/bin/tsd
 
-.PHONY: demo data test bench clean train-demo browser arm64-check
+.PHONY: demo data test bench clean train-demo test-tools arm64-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,14 +37,18 @@ data: $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 	$(TSD) data preview --data $(DEMO) --out $(DEMO)/preview
 
-# Debian's Chromium + ChromeDriver for the live-page test (it skips where they are missing).
-browser:
+# Debian's Chromium + ChromeDriver for the live-page test and systemd-analyze for the unit
+# checks (those tests skip where the tools are missing).
+test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
 	  echo "make: could not install chromium; the MJPEG page test will be skipped"
+	@command -v systemd-analyze >/dev/null || \
+	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
+	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed test-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
