@@ -31,6 +31,9 @@ class Session(Protocol):
 
 
 class OnnxSession:
+    """``ort_session`` is the onnxruntime InferenceSession itself (the benchmarks bind its
+    I/O directly to compare with ``run``)."""
+
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
 
@@ -41,13 +44,13 @@ class OnnxSession:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(str(path), options,
+            self.ort_session = ort.InferenceSession(str(path), options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: onnxruntime cannot load the graph "
                               f"({str(exc).splitlines()[0][:200]})") from None
-        self.inputs = [self._spec(i) for i in self._session.get_inputs()]
-        self.outputs = [self._spec(o) for o in self._session.get_outputs()]
+        self.inputs = [self._spec(i) for i in self.ort_session.get_inputs()]
+        self.outputs = [self._spec(o) for o in self.ort_session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
 
     @staticmethod
@@ -55,7 +58,7 @@ class OnnxSession:
         return TensorSpec(arg.name, tuple(arg.shape), _ORT_DTYPES.get(arg.type, arg.type))
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session.run(self._output_names, feeds)
+        return self.ort_session.run(self._output_names, feeds)
 
 
 def _tflite_interpreter():

@@ -3,7 +3,8 @@ timing assertions). On the device: pytest tests/benchmarks --benchmark-only [--b
 
 Stages: audio front end + viseme recogniser (one 40 ms frame of audio), reference (once per
 stream), one student step, the K-step sampler (generate_K unrolled, or K calls of the step
-graph), decoder, hybrid message encoding and decoding; whole frames: E1 (visemes + sampler +
+graph), decoder, hybrid message encoding and decoding, one ONNX call with and without IO binding;
+whole frames: E1 (visemes + sampler +
 decoder + the pipeline's glue) and E2 (visemes + sampler + wire encoding); the whole edge-run
 process on a wav (load time, fps, peak resident memory); and this CPU's sgemm rate, the
 roofline's peak. `tsd bench-report` turns the JSON of a run into the tables.
@@ -129,6 +130,40 @@ def test_decoder(benchmark, bench_bundle, backend, precision, threads):
     latent = np.zeros((1, 4, 16, 16), np.float32)
     benchmark(renderer.decode, latent)
     _info(benchmark, bench_bundle, "decoder", stage="decoder", backend=backend,
+          precision=precision, threads=threads)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("graph", ["step", "decoder"])
+@pytest.mark.parametrize("call", ["run", "io-binding"])
+def test_onnx_io_binding(benchmark, bench_bundle, precision, threads, graph, call):
+    """One graph call through session.run (new output arrays each call) or through an
+    IOBinding whose outputs are bound once to preallocated arrays: what binding saves."""
+    bundle, root = load_bundle(bench_bundle)
+    _require(bundle, "onnxruntime", precision)
+    variant = bundle.precision_of("onnx", precision, graph)
+    wrapped = open_graph(bundle, root, variant, graph, threads)
+    session = wrapped.ort_session
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal(i.shape).astype(i.dtype) if i.dtype == "float32"
+             else np.zeros(i.shape, i.dtype) for i in wrapped.inputs}
+    names = [o.name for o in wrapped.outputs]
+    if call == "run":
+        benchmark(session.run, names, feeds)
+    else:
+        binding = session.io_binding()
+        outputs = [np.empty(o.shape, o.dtype) for o in wrapped.outputs]
+        for name, out in zip(names, outputs):
+            binding.bind_output(name, "cpu", 0, out.dtype, out.shape, out.ctypes.data)
+
+        def bound() -> None:
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            session.run_with_iobinding(binding)
+
+        benchmark(bound)
+    _info(benchmark, bench_bundle, stage=f"{graph} ({call})", backend="onnxruntime",
           precision=precision, threads=threads)
 
 
