@@ -145,6 +145,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
     shutil.rmtree(staging, ignore_errors=True)
     specs: dict[str, dict[str, GraphSpec]] = {v: {} for v in variants}
     errors: dict[str, dict[str, float]] = {}
+    recipes: dict[str, dict] = {}
     for graph_name, module in modules.items():
         graph = _graph(graph_name, module, captured)
         samples = captured.samples[graph_name]
@@ -165,9 +166,10 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
                                                                 counted)
             if "tflite-int8" in specs:
                 tq = quantize_tflite(t32, staging / "tflite" / "int8" / f"{graph_name}.tflite",
-                                     samples)
-                specs["tflite-int8"][graph_name] = _tflite_spec(tq, staging, "int8", graph,
-                                                                counted)
+                                     samples, graph.outputs)
+                recipes[graph_name] = {"recipe": tq.recipe, "snr_db": round(tq.snr_db, 2)}
+                specs["tflite-int8"][graph_name] = _tflite_spec(tq.path, staging, "int8",
+                                                                graph, counted)
         log.info("%s: exported (%s)", graph_name, ", ".join(sorted(specs)))
     if "onnx-fp32" not in variants:
         shutil.rmtree(staging / "onnx" / "fp32")
@@ -185,7 +187,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         audio=MelConfig(), schedules=schedules, variants=specs,
         provenance=_provenance(student_path, state, manifest), recognizer=recognizer,
         face_margin=_face_margin(manifest),
-        evaluation={"parity_max_abs_error_vs_torch": errors,
+        evaluation={"parity_max_abs_error_vs_torch": errors, "tflite_int8": recipes,
                     "student_config": to_dict(config.model)})
     write_bundle_yaml(bundle, staging)
     if out.exists():

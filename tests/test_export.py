@@ -75,6 +75,36 @@ def test_variants_agree_with_onnx_fp32_on_a_real_frame(tiny_bundle, variant):
     assert error < (1.0 if variant == "tflite-fp32" else 40.0), error
 
 
+def test_tflite_int8_keeps_full_integer_only_where_it_stays_near_fp32(tiny_bundle, tmp_path):
+    """Full-integer int8 ruins the step graph's skip arithmetic at the high noise levels a
+    few-step sampler starts from; quantize_tflite then keeps its elementwise ops float and
+    records the recipe in the bundle. The decoder stays full-integer."""
+    from export.tflite_export import (
+        FULL_INTEGER,
+        INT8_COMPUTE,
+        MIN_SNR_DB,
+        _quantize,
+        output_snr,
+        quantize_tflite,
+    )
+
+    bundle, root = load_bundle(tiny_bundle)
+    recipes = bundle.evaluation["tflite_int8"]
+    assert set(recipes) == set(bundle.variants["tflite-int8"])
+    assert recipes["decoder"]["recipe"] == FULL_INTEGER
+    assert recipes["step"]["recipe"] == INT8_COMPUTE
+    session = open_graph(bundle, root, "tflite-fp32", "step")
+    samples = [_inputs(session, seed) | {"noise_level": np.full((1,), seed - 8.0, np.float32)}
+               for seed in range(8)]  # log-SNR -8..-1: the sampler's first steps
+    outputs = tuple(spec.name for spec in session.outputs)
+    fp32 = root / bundle.graph("tflite-fp32", "step").file
+    full = output_snr(fp32, _quantize(fp32, tmp_path / "full.tflite", samples, FULL_INTEGER),
+                      samples, outputs)
+    chosen = quantize_tflite(fp32, tmp_path / "step.tflite", samples, outputs)
+    assert full < MIN_SNR_DB <= chosen.snr_db and chosen.recipe == INT8_COMPUTE
+    assert output_snr(fp32, chosen.path, samples, outputs) == pytest.approx(chosen.snr_db)
+
+
 @pytest.mark.parametrize("start", ["noise", "reference"])
 def test_the_runtime_step_loop_matches_the_torch_sampler(tiny_bundle, tiny_student, start):
     """edge_runtime's StepLoop over the exported step graph == export's GenerateGraph in
