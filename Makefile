@@ -74,7 +74,8 @@ bench: $(VENV)/.installed
 	mkdir -p $(dir $(BENCH_JSON))
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-enable -q \
 	  --benchmark-json $(BENCH_JSON) \
-	  $(if $(wildcard $(RUNS)/student/final.pt),--student $(RUNS)/student/final.pt) $(BENCH_ARGS)
+	  $(if $(wildcard $(RUNS)/student/final.pt),--student $(RUNS)/student/final.pt) \
+	  $(if $(wildcard $(RUNS)/decoder/final.pt),--ae $(RUNS)/decoder/final.pt) $(BENCH_ARGS)
 	$(TSD) bench-report --json $(BENCH_JSON) --out docs/bench
 
 # The Pi install and runtime on arm64 under emulation (root; see systemd/verify-arm64.sh).

@@ -119,7 +119,7 @@ def quantize_tflite(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]],
         best = tried[0] if tried[0].snr_db >= MIN_SNR_DB else max(tried,
                                                                   key=lambda q: q.snr_db)
         shutil.move(best.path, out)
-    log.info("%s: TFLite int8 %s, worst output %.1f dB SNR vs fp32%s", out.name, best.recipe,
+    log.info("%s: TFLite int8 (%s), worst output %.1f dB SNR vs fp32%s", out.name, best.recipe,
              best.snr_db, "" if len(tried) == 1 else
              f" (full-integer: {tried[0].snr_db:.1f} dB)")
     return Quantized(out, best.recipe, best.snr_db)

@@ -18,6 +18,10 @@ def pytest_addoption(parser):
     parser.addoption("--student", default=None,
                      help="student final.pt (it names its teacher) for the teacher-vs-student "
                           "benchmark (default: the tiny student)")
+    parser.addoption("--ae", default=None,
+                     help="autoencoder final.pt whose decoder both frames of the "
+                          "teacher-vs-student benchmark use, e.g. the device decoder (default: "
+                          "the student's own autoencoder)")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 bundle; the default is the committed demo bundle (bundles/demo), else the tiny bundle the
 test session exports from its tiny models. ``--student CKPT`` picks the checkpoints of the
 host-side teacher-vs-student benchmark (default: the tiny student; `make bench` passes the
-demo run's when it exists)."""
+demo run's when it exists) and ``--ae CKPT`` the decoder both of its frames use (`make bench`:
+the demo's device decoder, the one the bundle ships)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,8 @@ def bench_student(request) -> Path:
     if given:
         return Path(given)
     return request.getfixturevalue("tiny_student")
+
+
+@pytest.fixture(scope="session")
+def bench_autoencoder(request) -> str | None:
+    return request.config.getoption("--ae")
