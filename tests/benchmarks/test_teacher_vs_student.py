@@ -106,6 +106,9 @@ def test_frame_by_teacher_or_student(benchmark, request, setup, bench_autoencode
                                      runtime):
     models, cond = setup
     onnx = request.getfixturevalue("onnx_models") if runtime == "onnxruntime" else None
+    # with onnxruntime, torch only does the samplers' elementwise arithmetic: one thread, so
+    # its idle OpenMP workers do not spin against onnxruntime's on the same cores
+    torch.set_num_threads(1 if onnx else THREADS)
     steps = METHODS[method]
     benchmark.pedantic(_frame(models, cond, method, onnx),
                        rounds=5 if steps > 2 else 30, warmup_rounds=1)
