@@ -1,7 +1,7 @@
 """torch -> TFLite (LiteRT) fp32 with litert-torch, and static int8 with ai-edge-quantizer
 calibrated on the same captured pipeline inputs as the ONNX int8 graphs.
 
-int8 recipes, chosen per graph by the outputs' SNR against fp32 on held-out samples:
+int8 recipes, chosen per graph by the outputs' SNR against fp32 on the calibration inputs:
 full-integer (every op int8, weights and activations) where it keeps MIN_SNR_DB, else int8
 only for the compute ops (convolutions and matmuls, with int8 activations) and float for the
 elementwise ops between them. The reference-centred step graph needs the latter: its skip
@@ -110,18 +110,17 @@ def quantize_tflite(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]],
     outputs closer to fp32 (bundle-report then judges every graph on test clips)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        tried = []
-        for recipe_name in (FULL_INTEGER, INT8_COMPUTE):
-            path = _quantize(fp32, Path(folder) / f"{len(tried)}.tflite", samples, recipe_name)
-            tried.append(Quantized(path, recipe_name, output_snr(fp32, path, samples, outputs)))
-            if tried[0].snr_db >= MIN_SNR_DB:
-                break
-        best = tried[0] if tried[0].snr_db >= MIN_SNR_DB else max(tried,
-                                                                  key=lambda q: q.snr_db)
+        def attempt(recipe_name: str) -> Quantized:
+            name = recipe_name.split(",")[0].replace(" ", "-")
+            path = _quantize(fp32, Path(folder) / f"{name}.tflite", samples, recipe_name)
+            return Quantized(path, recipe_name, output_snr(fp32, path, samples, outputs))
+
+        full = best = attempt(FULL_INTEGER)
+        if full.snr_db < MIN_SNR_DB:
+            best = max(full, attempt(INT8_COMPUTE), key=lambda q: q.snr_db)
         shutil.move(best.path, out)
     log.info("%s: TFLite int8 (%s), worst output %.1f dB SNR vs fp32%s", out.name, best.recipe,
-             best.snr_db, "" if len(tried) == 1 else
-             f" (full-integer: {tried[0].snr_db:.1f} dB)")
+             best.snr_db, "" if best is full else f" (full-integer: {full.snr_db:.1f} dB)")
     return Quantized(out, best.recipe, best.snr_db)
 
 
