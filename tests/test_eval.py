@@ -31,6 +31,20 @@ def test_temporal_metrics_are_zero_for_a_still_clip_and_measure_change():
         float(torch.tensor([0, 0.1] * 3).std()), rel=1e-4)
 
 
+def test_temporal_l1_outside_the_mouth_counts_only_change_outside_the_mouth_boxes():
+    still = clip(1).expand(6, -1, -1, -1).clone()
+    boxes = torch.tensor([[8.0, 16.0, 24.0, 28.0]]).repeat(6, 1)
+    talking = still.clone()
+    talking[1::2, :, 16:28, 8:24] += 0.4  # the mouth opens and closes
+    assert metrics.temporal_l1(talking) > 0
+    assert metrics.temporal_l1_outside_mouth(talking, boxes) == 0
+    shimmer = talking.clone()
+    shimmer[1::2, :, :4] += 0.2  # and the forehead changes with it: 4 of 32 rows
+    outside = metrics.temporal_l1_outside_mouth(shimmer, boxes)
+    assert outside == pytest.approx(0.1 * 4 / 32, rel=1e-4)
+    assert outside < metrics.temporal_l1(shimmer)
+
+
 def test_warp_error_is_zero_when_the_flow_explains_the_motion():
     base = torch.zeros(1, 3, 32, 32)
     base[..., 10:20, 8:16] = 1.0
@@ -97,7 +111,8 @@ def test_eval_writes_the_full_report(tiny_dataset, tiny_student, tiny_sync, tiny
     expected = {"student_1", "student_2", "student_4", "student_8", "teacher_10",
                 "teacher_25", "teacher_50", "reconstruction", "ground_truth"}
     assert expected <= set(methods)
-    for key in ("psnr", "ssim", "mouth_psnr", "psnr_vs_ae", "temporal_l1", "flicker_std",
+    for key in ("psnr", "ssim", "mouth_psnr", "psnr_vs_ae", "temporal_l1",
+                "temporal_l1_outside_mouth", "flicker_std",
                 "warp_error", "identity_cosine", "lipread_accuracy", "lse_d", "lse_c",
                 "offset_accuracy", "ms_per_frame_host"):
         assert key in methods["student_2"], key

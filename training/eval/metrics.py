@@ -32,6 +32,16 @@ def temporal_l1(frames: torch.Tensor) -> float:
     return float((frames[1:] - frames[:-1]).abs().mean() / 2)
 
 
+def temporal_l1_outside_mouth(frames: torch.Tensor, boxes: torch.Tensor) -> float:
+    """The part of temporal_l1 that lies outside the mouth (pixels in neither frame's mouth
+    box, averaged over the whole frame, so inside + outside = temporal_l1): change that the
+    visemes should not cause. frames [N, 3, H, W], boxes [N, 4]."""
+    mouth = torch.maximum(box_mask(boxes[1:], *frames.shape[-2:]),
+                          box_mask(boxes[:-1], *frames.shape[-2:]))
+    change = (frames[1:] - frames[:-1]).abs().mean(1, keepdim=True)
+    return float((change * (1 - mouth)).mean() / 2)
+
+
 def flicker_std(frames: torch.Tensor) -> float:
     """Std over time of the per-frame mean intensity (Table 1's flicker; [0, 1] units)."""
     return float(frames.mean(dim=(1, 2, 3)).std() / 2)

@@ -140,6 +140,8 @@ def image_scores(models: EvalModels, images: torch.Tensor, clip: EvalClip,
         "ssim": metrics.ssim_index(images, gt),
         "mouth_psnr": metrics.mouth_psnr(images, gt, clip.mouth_boxes),
         "temporal_l1": metrics.temporal_l1(images),
+        "temporal_l1_outside_mouth": metrics.temporal_l1_outside_mouth(images,
+                                                                       clip.mouth_boxes),
         "flicker_std": metrics.flicker_std(images),
         "warp_error": metrics.warp_error(images, clip.flow),
         "identity_cosine": float(metrics.cosine(ident, ref_ident).mean()),
@@ -304,7 +306,8 @@ def bars(report: dict) -> list[dict]:
 
 
 FRONTIER_METRICS = ("psnr", "mouth_psnr", "psnr_vs_ae", "lipread_accuracy", "temporal_l1",
-                    "flicker_std", "identity_cosine", "lse_d", "ms_per_frame_host")
+                    "temporal_l1_outside_mouth", "flicker_std", "identity_cosine", "lse_d",
+                    "ms_per_frame_host")
 
 
 def _steps_of(name: str, family: str) -> int | None:
