@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from training.data.flow import warp as warp_numpy
-from training.losses import identity_loss, temporal_loss, warp
+from training.losses import identity_loss, outside_mouth_change, temporal_loss, warp
 
 
 def textured(seed: int = 0, size: int = 64, border: int = 8) -> np.ndarray:
@@ -49,3 +49,18 @@ def test_identity_loss():
     a = F.normalize(torch.randn(4, 8), dim=1)
     assert torch.allclose(identity_loss(a, a), torch.zeros(4), atol=1e-6)
     assert torch.allclose(identity_loss(a, -a), torch.full((4,), 2.0), atol=1e-6)
+
+
+def test_outside_mouth_change_is_zero_for_the_truths_motion_and_counts_only_a_leak():
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 4, 3, 16, 16, generator=g)  # every pixel changes every frame
+    mouth = torch.zeros(2, 4, 1, 16, 16)
+    mouth[..., 8:12, 4:12] = 1
+    assert torch.all(outside_mouth_change(truth, truth, mouth) == 0)
+    talking = truth.clone()
+    talking[:, 1::2, :, 8:12, 4:12] += 0.5  # a different mouth: not this term's business
+    assert torch.all(outside_mouth_change(talking, truth, mouth) == 0)
+    leak = talking.clone()
+    leak[:, 1::2, :, :2] += 0.3  # two rows of the forehead move with the mouth
+    assert outside_mouth_change(leak, truth, mouth) == pytest.approx(
+        torch.full((2,), 0.3 * 2 / 16), rel=1e-4)

@@ -418,6 +418,9 @@ class StudentLossConfig:
     """Smallest time of the grid (boundary: f(x, t_min) ~= x)."""
     sync: float = 0.0
     """Sync-expert term on the decoded student prediction (0 = off)."""
+    leak: float = 0.0
+    """Frame-to-frame change of the decoded prediction outside the mouth boxes beyond the
+    ground truth's (viseme changes moving the rest of the face; 0 = off)."""
 
     def validate(self, where: str) -> None:
         _check(self.discretization >= 2, where, "discretization", "must be >= 2")

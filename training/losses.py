@@ -60,6 +60,16 @@ def temporal_loss(frames: torch.Tensor, flow: torch.Tensor,
     return value if per_sample else value.mean()
 
 
+def outside_mouth_change(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Tensor
+                         ) -> torch.Tensor:
+    """Mean |(x_{t+1} - x_t) - (y_{t+1} - y_t)| outside the mouth boxes of both frames,
+    averaged over whole frames, per sample [B]. frames, truth: [B, T, C, H, W]; mouth:
+    [B, T, 1, H, W] masks (1 inside)."""
+    outside = 1 - torch.maximum(mouth[:, 1:], mouth[:, :-1])
+    change = (frames[:, 1:] - frames[:, :-1]) - (truth[:, 1:] - truth[:, :-1])
+    return (change.abs().mean(2, keepdim=True) * outside).flatten(1).mean(1)
+
+
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Eq 8: 1 - cosine similarity of unit identity embeddings, per sample [B]."""
     return 1.0 - (embedding * reference).sum(dim=1)

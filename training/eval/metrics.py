@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from pytorch_msssim import ssim
 
-from training.losses import box_mask, psnr, temporal_loss
+from training.losses import box_mask, outside_mouth_change, psnr, temporal_loss
 
 
 def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -36,10 +36,9 @@ def temporal_l1_outside_mouth(frames: torch.Tensor, boxes: torch.Tensor) -> floa
     """The part of temporal_l1 that lies outside the mouth (pixels in neither frame's mouth
     box, averaged over the whole frame, so inside + outside = temporal_l1): change that the
     visemes should not cause. frames [N, 3, H, W], boxes [N, 4]."""
-    mouth = torch.maximum(box_mask(boxes[1:], *frames.shape[-2:]),
-                          box_mask(boxes[:-1], *frames.shape[-2:]))
-    change = (frames[1:] - frames[:-1]).abs().mean(1, keepdim=True)
-    return float((change * (1 - mouth)).mean() / 2)
+    mouth = box_mask(boxes, *frames.shape[-2:])
+    still = torch.zeros_like(frames)
+    return float(outside_mouth_change(frames[None], still[None], mouth[None])[0] / 2)
 
 
 def flicker_std(frames: torch.Tensor) -> float:

@@ -13,7 +13,13 @@ from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
 from training.diffusion.samplers import noise_level
 from training.errors import UserError
-from training.losses import box_mask, identity_loss, masked_l1, temporal_loss
+from training.losses import (
+    box_mask,
+    identity_loss,
+    masked_l1,
+    outside_mouth_change,
+    temporal_loss,
+)
 from training.models.autoencoder import LATENT_LIMIT
 from training.models.loading import load_frozen
 from training.tasks.sync import sync_loss
@@ -62,7 +68,10 @@ class LatentTask:
                      ident: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode x0 [B, T, C, h, w] once and score each sample ([B] each): identity (eq 8,
         first frame vs the reference embedding), the flow-warped temporal difference (eq 9),
-        mouth-box L1 against the ground truth, and with a sync expert the sync term."""
+        mouth-box L1 against the ground truth, the frame-to-frame change outside the mouth boxes
+        that the ground truth does not have (``leak``: where x_t says nothing of the head's
+        motion, its best value is no change, so it stops viseme changes moving the rest of
+        the face), and with a sync expert the sync term."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         image = self.autoencoder.decode(z).unflatten(0, (b, n))
@@ -71,7 +80,8 @@ class LatentTask:
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
         terms = {"identity": identity_loss(self.identity(image[:, 0]), ident),
                  "temporal": temporal_loss(image, batch["flow"], per_sample=True),
-                 "mouth": mouth.view(b, n).mean(1)}
+                 "mouth": mouth.view(b, n).mean(1),
+                 "leak": outside_mouth_change(image, frames, mask.unflatten(0, (b, n)))}
         if self.sync is not None:
             terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
         return terms
