@@ -109,9 +109,10 @@ def test_eval_writes_the_full_report(tiny_dataset, tiny_student, tiny_sync, tiny
     report = json.loads((out / "report.json").read_text())
     methods = report["methods"]
     expected = {"student_1", "student_2", "student_4", "student_8", "teacher_10",
-                "teacher_25", "teacher_50", "reconstruction", "ground_truth"}
+                "teacher_25", "teacher_50", "reconstruction", "ground_truth",
+                "held_truth"}
     assert expected <= set(methods)
-    for key in ("psnr", "ssim", "mouth_psnr", "psnr_vs_ae", "temporal_l1",
+    for key in ("psnr", "psnr_held", "ssim", "mouth_psnr", "psnr_vs_ae", "temporal_l1",
                 "temporal_l1_outside_mouth", "flicker_std",
                 "warp_error", "identity_cosine", "lipread_accuracy", "lse_d", "lse_c",
                 "offset_accuracy", "ms_per_frame_host"):
@@ -122,7 +123,11 @@ def test_eval_writes_the_full_report(tiny_dataset, tiny_student, tiny_sync, tiny
         (t, m) for t in (0.3, 0.5, 0.7) for m in ("noisy", "teacher", "student")}
     assert report["cross_identity"]["clips"] == 2
     assert report["inference_start"]["best"] in methods
-    assert len(report["bars"]) == 9
+    assert len(report["bars"]) == 11
+    # the held truth moves only its mouth: less than the recorded clip, but not still
+    held, recorded = methods["held_truth"], methods["ground_truth"]
+    assert 0 < held["temporal_l1"] < recorded["temporal_l1"]
+    assert held["temporal_l1_outside_mouth"] < 0.1 * recorded["temporal_l1_outside_mouth"]
     assert all(row["bar"] in printed for row in report["bars"])
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| student_2 |" in (out / "report.md").read_text()

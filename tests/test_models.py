@@ -30,12 +30,18 @@ def macs(model, *args) -> float:
     return counter.get_total_flops() / 2
 
 
-def test_denoiser_shapes_and_every_condition_changes_the_output():
-    torch.manual_seed(0)
-    model = Denoiser(STUDENT, "v")
-    for block in model.modules():  # residual scales start at 0; open them for this test
+def open_residuals(model: Denoiser) -> Denoiser:
+    """Residual scales start at 0; open them so that every block acts."""
+    for block in model.modules():
         if hasattr(block, "scale"):
             torch.nn.init.constant_(block.scale, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_denoiser_shapes_and_every_condition_changes_the_output(gate):
+    torch.manual_seed(0)
+    model = open_residuals(Denoiser(DenoiserConfig(viseme_gate=gate), "v"))
     x, level, ref, ident, vis = inputs()
     out = model(x, level, ref, ident, vis)
     assert out.shape == x.shape
@@ -43,6 +49,22 @@ def test_denoiser_shapes_and_every_condition_changes_the_output():
         args = [x, level, ref, ident, vis]
         args[i] = changed
         assert not torch.allclose(model(*args), out), f"input {i} is ignored"
+
+
+def test_the_viseme_gate_decides_where_visemes_act():
+    """Gate shut (sigmoid ~ 0): the visemes change nothing; open: they change the output."""
+    torch.manual_seed(0)
+    model = open_residuals(Denoiser(DenoiserConfig(viseme_gate=True), "v"))
+    x, level, ref, ident, vis = inputs()
+    for bias, moves in ((-40.0, False), (40.0, True)):
+        for block in model.modules():
+            if getattr(block, "gate", None) is not None:
+                torch.nn.init.zeros_(block.gate.weight)
+                torch.nn.init.constant_(block.gate.bias, bias)
+        with torch.no_grad():
+            changed = not torch.allclose(model(x, level, ref, ident, vis),
+                                         model(x, level, ref, ident, (vis + 1) % 15), atol=1e-6)
+        assert changed == moves, bias
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])

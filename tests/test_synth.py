@@ -233,3 +233,37 @@ def test_dataset_flow_has_the_clip_shape(tiny_dataset):
         side = clip.size // clip.flow_stride
         assert flow.shape == (clip.frame_count - 1, side, side, 2)
         assert np.isfinite(flow.astype(np.float32)).all()
+
+
+def test_test_clips_have_held_frames_where_only_the_mouth_moves(tiny_dataset):
+    """The held render keeps the last frame's pose, gaze, blink and light: it ends on the
+    recorded last frame, is still outside the mouth boxes and moves inside them like the
+    recorded clip, whose head and light move everywhere."""
+    from training.data.media import read_frames
+
+    manifest = read_manifest(tiny_dataset)
+    assert all(c.held_frames is None for c in manifest.clips if c.split != "test")
+    clip = manifest.split("test")[0]
+    recorded = read_frames(manifest.resolve(clip.frames), 0, clip.frame_count).astype(float)
+    held = read_frames(manifest.resolve(clip.held_frames), 0, clip.frame_count).astype(float)
+    assert np.array_equal(held[-1], recorded[-1])
+    outside = np.ones(held.shape[1:3], bool)
+    for x0, y0, x1, y1 in np.load(manifest.resolve(clip.mouth_boxes)).round().astype(int):
+        outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    def change(frames: np.ndarray, where: np.ndarray) -> float:
+        return float(np.abs(np.diff(frames, axis=0))[:, where].mean())
+    assert change(held, outside) < 0.02 < change(recorded, outside)
+    assert change(held, ~outside) > 0.1
+
+
+def test_a_test_clip_from_before_held_frames_is_rendered_again_the_same(tiny_config, tmp_path):
+    job = ClipJob(tiny_config, 2, 0, "test", tmp_path)
+    record = generate_clip(job)
+    folder = tmp_path / "clips" / record.id
+    first = (folder / "frames/000005.png").read_bytes()
+    old = record.to_dict()
+    del old["held_frames"]
+    (folder / "record.json").write_text(json.dumps(old))
+    assert generate_clip(job) == record
+    assert (folder / "held_frames/000005.png").is_file()
+    assert (folder / "frames/000005.png").read_bytes() == first

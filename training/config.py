@@ -177,6 +177,10 @@ class DenoiserConfig:
     """Tokens per frame: 2 * viseme_context + 1."""
     time_features: int = 64
     """Fourier features of the noise level."""
+    viseme_gate: bool = False
+    """Apply the visemes through a learned spatial gate (sigmoid of a 1x1 conv of each
+    block's input) instead of everywhere alike, so that a viseme can move the mouth and leave
+    the rest of the face still (ungated, viseme changes leak into the whole face)."""
 
     def validate(self, where: str) -> None:
         _check(len(self.channels) >= 2, where, "channels", "needs at least 2 resolutions")

@@ -13,6 +13,9 @@ Row fields (paths relative to the manifest's folder):
 - optional ``mouth_params``: ``.npy`` float32 [frame_count, len(MOUTH_PARAMS)]
 - optional ``head_pose``: ``.npy`` float32 [frame_count, 4] tx, ty (pixels), rotation (deg), scale
 - optional ``alignment``: JSON with the words and phones and their times
+- optional ``held_frames``: folder of frame_count PNG frames like ``frames``, with the head
+  pose, gaze, blink and light held at the last frame's (only the mouth moves): what a model
+  given the last frame as its reference and the audio can reproduce (synthetic test split)
 - optional ``text``: the transcript
 """
 
@@ -57,6 +60,7 @@ class ClipRecord:
     head_pose: str | None = None
     alignment: str | None = None
     text: str | None = None
+    held_frames: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -179,6 +183,11 @@ def _check_files(clip: ClipRecord, root: Path, where: str) -> None:
     if n_frames != clip.frame_count:
         raise ManifestError(f"{where}: field 'frames': {n_frames} frames on disk, "
                             f"frame_count says {clip.frame_count}")
+    if clip.held_frames is not None:
+        held = root / clip.held_frames
+        if not held.is_dir() or count_frames(held) != clip.frame_count:
+            raise ManifestError(f"{where}: field 'held_frames': {held} is not a folder of "
+                                f"frame_count={clip.frame_count} frames")
     _check_audio(clip, root / clip.audio, where)
     shape, visemes = _npy_shape(root / clip.visemes, where, "visemes")
     _expect_shape(shape, (clip.frame_count,), where, "visemes")

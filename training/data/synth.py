@@ -161,10 +161,14 @@ def generate_clip(job: ClipJob) -> ClipRecord:
         mouth_boxes=str(folder / "mouth_boxes.npy"), mouth_params=str(folder / "mouth_params.npy"),
         head_pose=str(folder / "head_pose.npy"), alignment=str(folder / "alignment.json"),
         flow=str(folder / "flow.npy") if config.flow else None,
-        flow_stride=config.flow_stride if config.flow else None)
+        flow_stride=config.flow_stride if config.flow else None,
+        held_frames=str(folder / "held_frames") if job.split == "test" else None)
     done = job.out / folder / "record.json"
     if done.is_file():
-        return ClipRecord(**json.loads(done.read_text()))
+        kept = ClipRecord(**json.loads(done.read_text()))
+        # A folder from before held frames existed is rendered again (the same frames).
+        if kept.held_frames == record.held_frames:
+            return kept
     ident, voice = identity_of(config, job.identity)
     rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
     text = sentence(rng, config)
@@ -177,14 +181,18 @@ def generate_clip(job: ClipJob) -> ClipRecord:
     phones, words = _shift(utterance.phones, lead), _shift(utterance.words, lead)
     audio = _audio(rng, config, utterance.audio, n_frames, lead)
     scene = sample_scene(rng)
-    frames, boxes, params, poses = render_clip(ident, scene, phones, n_frames, config, rng)
+    motion = clip_motion(phones, n_frames, config, rng)
+    frames, boxes, poses = render_clip(ident, scene, motion, config.size)
     record = _with_frames(record, n_frames)
     with atomic_dir(job.out / folder) as tmp:
         write_frames(tmp / "frames", frames)
+        if record.held_frames is not None:
+            write_frames(tmp / "held_frames",
+                         render_clip(ident, scene, motion.held(n_frames - 1), config.size)[0])
         write_wav(tmp / "audio.wav", audio)
         np.save(tmp / "visemes.npy", frame_visemes(phones, n_frames, config.fps))
         np.save(tmp / "mouth_boxes.npy", boxes)
-        np.save(tmp / "mouth_params.npy", params)
+        np.save(tmp / "mouth_params.npy", motion.mouth)
         np.save(tmp / "head_pose.npy", poses)
         if config.flow:
             np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
@@ -207,10 +215,37 @@ def mouth_box(ident: Identity, state: FrameState, size: int) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
 
 
-def render_clip(ident: Identity, scene: Scene, phones: list[Segment], n_frames: int,
-                config: SynthConfig, rng: np.random.Generator):
-    """-> frames [T, S, S, 3] uint8, mouth boxes [T, 4], mouth params [T, P], head pose [T, 4]."""
-    size, n = config.size, config.size * SUPERSAMPLE
+@dataclass(frozen=True)
+class Motion:
+    """Everything that changes over a clip, per frame [T, ...]."""
+
+    mouth: np.ndarray
+    """[T, len(MOUTH_PARAMS)] mouth shape, from the phones."""
+    blink: np.ndarray
+    """[T] eyelid closure."""
+    gaze: np.ndarray
+    """[T, 2] iris offset."""
+    pose: np.ndarray
+    """[T, 4] tx, ty (canvas units), rotation (degrees), scale."""
+    gain: np.ndarray
+    """[T] light gain."""
+    direction: np.ndarray
+    """[T] light direction (radians)."""
+    strength: float
+    """Light strength (constant over the clip)."""
+
+    def held(self, index: int) -> Motion:
+        """The same mouth, with blink, gaze, head pose and light held at frame ``index``: what
+        a model given that frame as its reference and the audio can reproduce."""
+        def hold(a: np.ndarray) -> np.ndarray:
+            return np.repeat(a[index:index + 1], len(a), axis=0)
+        return Motion(self.mouth, hold(self.blink), hold(self.gaze), hold(self.pose),
+                      hold(self.gain), hold(self.direction), self.strength)
+
+
+def clip_motion(phones: list[Segment], n_frames: int, config: SynthConfig,
+                rng: np.random.Generator) -> Motion:
+    """Mouth from the phones; blinks, gaze, head pose and light as smooth random tracks."""
     t = (np.arange(n_frames) + 0.5) / config.fps
     mouth = mouth_track(phones, t)
     blink = _blinks(rng, t)
@@ -222,18 +257,26 @@ def render_clip(ident: Identity, scene: Scene, phones: list[Segment], n_frames: 
     light_dir, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.25)
     gain = 1.0 + 0.08 * _smooth_noise(rng, t, 0.05, 0.3)
     direction = light_dir + 0.3 * _smooth_noise(rng, t, 0.05, 0.2)
-    background = render_background(scene, n)
+    return Motion(mouth, blink, gaze, pose, gain, direction, float(light_strength))
+
+
+def render_clip(ident: Identity, scene: Scene, motion: Motion, size: int):
+    """-> frames [T, S, S, 3] uint8, mouth boxes [T, 4], head pose [T, 4] (tx, ty pixels)."""
+    background = render_background(scene, size * SUPERSAMPLE)
+    n_frames = len(motion.mouth)
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
     boxes = np.zeros((n_frames, 4), np.float32)
     poses = np.zeros((n_frames, 4), np.float32)
     for i in range(n_frames):
-        state = FrameState(mouth=mouth[i], blink=float(blink[i]), gaze=tuple(gaze[i]),
-                           pose=pose[i], light=(float(gain[i]), float(direction[i]),
-                                                light_strength))
+        pose = motion.pose[i]
+        state = FrameState(mouth=motion.mouth[i], blink=float(motion.blink[i]),
+                           gaze=tuple(motion.gaze[i]), pose=pose,
+                           light=(float(motion.gain[i]), float(motion.direction[i]),
+                                  motion.strength))
         frames[i] = render_frame(ident, scene, state, background, size)
         boxes[i] = mouth_box(ident, state, size)
-        poses[i] = (pose[i, 0] * size, pose[i, 1] * size, pose[i, 2], pose[i, 3])
-    return frames, boxes, mouth, poses
+        poses[i] = (pose[0] * size, pose[1] * size, pose[2], pose[3])
+    return frames, boxes, poses
 
 
 def generate(config: SynthConfig, out: Path) -> tuple[list[ClipRecord], float]:

@@ -41,6 +41,10 @@ class EvalClip:
     mouth_open: np.ndarray | None = None
     """Ground-truth jaw opening per frame [N] (the synthetic set's mouth parameters), when
     the manifest has them."""
+    held: torch.Tensor | None = None
+    """[N, 3, H, W] the same frames with head pose, gaze, blink and light held at the
+    reference's (only the mouth moves), when the manifest has them: the part of the ground
+    truth that the reference and the audio determine."""
 
 
 def load_clip(manifest: Manifest, clip: ClipRecord, max_frames: int) -> EvalClip:
@@ -66,7 +70,9 @@ def load_clip(manifest: Manifest, clip: ClipRecord, max_frames: int) -> EvalClip
         visemes=torch.from_numpy(np.load(manifest.resolve(clip.visemes))[:n].astype(np.int64)),
         mouth_boxes=torch.from_numpy(boxes),
         flow=torch.from_numpy(flow).permute(0, 3, 1, 2).contiguous(),
-        audio=padded, fps=clip.fps, mouth_open=_mouth_open(manifest, clip, n))
+        audio=padded, fps=clip.fps, mouth_open=_mouth_open(manifest, clip, n),
+        held=None if clip.held_frames is None
+        else to_tensor_image(read_frames(manifest.resolve(clip.held_frames), 0, n)))
 
 
 def _mouth_open(manifest: Manifest, clip: ClipRecord, n: int) -> np.ndarray | None:

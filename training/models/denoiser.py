@@ -19,7 +19,9 @@ a blur, and training spends its capacity on the mouth. The output keeps its mean
 v of x_t), so samplers, schedules and the device graphs need nothing new.
 
 The conditioning vector (time + identity + visemes) modulates every residual block with
-FiLM. No GroupNorm (export); residual branches start at zero.
+FiLM. With ``viseme_gate`` the visemes get a FiLM of their own, weighted per position by a
+learned gate, so they can move the mouth and leave the rest of the face alone. No GroupNorm
+(export); residual branches start at zero.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def fourier_features(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Conditioning(nn.Module):
-    """(noise level, identity, visemes) -> one vector [B, cond_dim]."""
+    """(noise level, identity, visemes) -> (global [B, cond_dim], mouth [B, cond_dim] or None).
+
+    Ungated, the visemes join the global vector; gated, they get a vector of their own that
+    the blocks apply through a spatial gate."""
 
     def __init__(self, cfg: DenoiserConfig):
         super().__init__()
@@ -59,27 +64,39 @@ class Conditioning(nn.Module):
         self.viseme_position = nn.Parameter(torch.zeros(cfg.viseme_window, cfg.viseme_dim))
         self.visemes = nn.Sequential(nn.Linear(cfg.viseme_window * cfg.viseme_dim, d), nn.SiLU(),
                                      nn.Linear(d, d))
-        self.time_features = cfg.time_features
+        self.time_features, self.gated = cfg.time_features, cfg.viseme_gate
 
-    def forward(self, noise_level: torch.Tensor, identity: torch.Tensor, visemes: torch.Tensor):
+    def forward(self, noise_level: torch.Tensor, identity: torch.Tensor, visemes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         time = self.time(fourier_features(noise_level, self.time_features))
-        tokens = (self.viseme(visemes) + self.viseme_position).flatten(1)
-        return F.silu(time + self.identity(identity) + self.visemes(tokens))
+        tokens = self.visemes((self.viseme(visemes) + self.viseme_position).flatten(1))
+        if self.gated:
+            return F.silu(time + self.identity(identity)), F.silu(time + tokens)
+        return F.silu(time + self.identity(identity) + tokens), None
 
 
 class FiLMBlock(nn.Module):
-    """x + scale * conv(silu(FiLM(conv(silu(x)), cond)))."""
+    """x + scale * conv(silu(FiLM(conv(silu(x)), cond))); gated, plus a second FiLM from the
+    viseme vector weighted per position by sigmoid(1x1 conv(x))."""
 
-    def __init__(self, channels: int, cond_dim: int):
+    def __init__(self, channels: int, cond_dim: int, gated: bool):
         super().__init__()
         self.conv1 = conv3(channels, channels)
         self.conv2 = conv3(channels, channels)
         self.film = nn.Linear(cond_dim, 2 * channels)
         self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.mouth_film = nn.Linear(cond_dim, 2 * channels) if gated else None
+        self.gate = nn.Conv2d(channels, 1, 1) if gated else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, mouth: torch.Tensor | None
+                ) -> torch.Tensor:
         gamma, beta = self.film(cond)[:, :, None, None].chunk(2, dim=1)
-        h = self.conv1(F.silu(x)) * (1 + gamma) + beta
+        h = self.conv1(F.silu(x))
+        if mouth is not None:
+            gate = torch.sigmoid(self.gate(x))  # [B, 1, h, w]
+            mouth_gamma, mouth_beta = self.mouth_film(mouth)[:, :, None, None].chunk(2, dim=1)
+            gamma, beta = gamma + gate * mouth_gamma, beta + gate * mouth_beta
+        h = h * (1 + gamma) + beta
         return x + self.scale * self.conv2(F.silu(h))
 
 
@@ -95,29 +112,31 @@ class Denoiser(nn.Module):
         self.cond = Conditioning(cfg)
         self.inp = conv3(2 * cfg.latent_channels, ch[0])
         self.down_blocks = nn.ModuleList(
-            nn.ModuleList(FiLMBlock(c, d) for _ in range(n)) for c in ch)
+            nn.ModuleList(FiLMBlock(c, d, cfg.viseme_gate) for _ in range(n)) for c in ch)
         self.downsample = nn.ModuleList(conv3(a, b, stride=2) for a, b in zip(ch[:-1], ch[1:]))
         self.upsample = nn.ModuleList(conv3(b, a) for a, b in zip(ch[:-1], ch[1:]))
         self.up_blocks = nn.ModuleList(
-            nn.ModuleList(FiLMBlock(c, d) for _ in range(n)) for c in ch[:-1])
+            nn.ModuleList(FiLMBlock(c, d, cfg.viseme_gate) for _ in range(n))
+            for c in ch[:-1])
         self.out = conv3(ch[0], cfg.latent_channels)
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, ref: torch.Tensor,
                 identity: torch.Tensor, visemes: torch.Tensor) -> torch.Tensor:
-        cond = self.cond(noise_level, identity, visemes)
+        cond, mouth = self.cond(noise_level, identity, visemes)
         abar = torch.sigmoid(noise_level)[:, None, None, None]  # log-SNR -> alpha_bar
         y = x - abar.sqrt() * ref
-        out = self._unet(y, ref, cond)
+        out = self._unet(y, ref, cond, mouth)
         if self.prediction == "eps":
             return out + (1 - abar).sqrt() * y
         return out - (1 - abar).sqrt() * ref
 
-    def _unet(self, y: torch.Tensor, ref: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _unet(self, y: torch.Tensor, ref: torch.Tensor, cond: torch.Tensor,
+              mouth: torch.Tensor | None) -> torch.Tensor:
         h = self.inp(torch.cat([y, ref], dim=1))
         skips = []
         for level, blocks in enumerate(self.down_blocks):
             for block in blocks:
-                h = block(h, cond)
+                h = block(h, cond, mouth)
             if level < len(self.downsample):
                 skips.append(h)
                 h = self.downsample[level](F.silu(h))
@@ -125,5 +144,5 @@ class Denoiser(nn.Module):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.upsample[level](F.silu(h)) + skips[level]
             for block in self.up_blocks[level]:
-                h = block(h, cond)
+                h = block(h, cond, mouth)
         return self.out(F.silu(h))
