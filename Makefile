@@ -58,6 +58,7 @@ train-demo: $(VENV)/.installed
 	for t in ae idenc sync teacher student visemes lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
 	done
+	$(TSD) train student --config configs/demo/student-leak.yaml --data $(DEMO) --out $(RUNS)/student
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \
