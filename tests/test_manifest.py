@@ -63,6 +63,13 @@ def test_missing_frames_file(dataset):
     expect_error(dataset, "manifest.jsonl:3", row["id"], "field 'frames'", "frames on disk")
 
 
+def test_held_frames_missing_a_frame(dataset):
+    index, row = next((i, r) for i, r in enumerate(rows(dataset)) if "held_frames" in r)
+    (dataset / row["held_frames"] / "000004.png").unlink()
+    expect_error(dataset, f"manifest.jsonl:{index + 1}", row["id"], "field 'held_frames'",
+                 f"frame_count={row['frame_count']}")
+
+
 def test_missing_audio(dataset):
     row = rows(dataset)[0]
     (dataset / row["audio"]).unlink()
