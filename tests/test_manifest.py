@@ -67,7 +67,8 @@ def test_held_frames_missing_a_frame(dataset):
     index, row = next((i, r) for i, r in enumerate(rows(dataset)) if "held_frames" in r)
     (dataset / row["held_frames"] / "000004.png").unlink()
     expect_error(dataset, f"manifest.jsonl:{index + 1}", row["id"], "field 'held_frames'",
-                 f"frame_count={row['frame_count']}")
+                 f"{row['frame_count'] - 1} frames on disk, "
+                 f"frame_count says {row['frame_count']}")
 
 
 def test_missing_audio(dataset):

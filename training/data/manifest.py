@@ -175,19 +175,20 @@ def _expect_shape(shape: tuple[int, ...], expected: tuple[int, ...], where: str,
                             f"expected {expected} (frame_count and size of the row)")
 
 
-def _check_files(clip: ClipRecord, root: Path, where: str) -> None:
-    frames = root / clip.frames
-    if not frames.is_dir():
-        raise ManifestError(f"{where}: field 'frames': missing folder {frames}")
-    n_frames = count_frames(frames)
+def _check_frame_folder(clip: ClipRecord, root: Path, where: str, field: str) -> None:
+    folder = root / getattr(clip, field)
+    if not folder.is_dir():
+        raise ManifestError(f"{where}: field {field!r}: missing folder {folder}")
+    n_frames = count_frames(folder)
     if n_frames != clip.frame_count:
-        raise ManifestError(f"{where}: field 'frames': {n_frames} frames on disk, "
+        raise ManifestError(f"{where}: field {field!r}: {n_frames} frames on disk, "
                             f"frame_count says {clip.frame_count}")
+
+
+def _check_files(clip: ClipRecord, root: Path, where: str) -> None:
+    _check_frame_folder(clip, root, where, "frames")
     if clip.held_frames is not None:
-        held = root / clip.held_frames
-        if not held.is_dir() or count_frames(held) != clip.frame_count:
-            raise ManifestError(f"{where}: field 'held_frames': {held} is not a folder of "
-                                f"frame_count={clip.frame_count} frames")
+        _check_frame_folder(clip, root, where, "held_frames")
     _check_audio(clip, root / clip.audio, where)
     shape, visemes = _npy_shape(root / clip.visemes, where, "visemes")
     _expect_shape(shape, (clip.frame_count,), where, "visemes")
