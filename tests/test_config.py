@@ -102,3 +102,11 @@ def test_denoiser_viseme_window_must_match_the_data_window(tmp_path):
     path = write(tmp_path, "window: {viseme_context: 3}\n")
     with pytest.raises(ConfigError, match="model.viseme_window: must equal"):
         load_config(path, TeacherRunConfig)
+
+
+def test_window_target_is_checked(tmp_path):
+    from training.config import TeacherRunConfig
+
+    path = write(tmp_path, "window: {target: posed}\n")
+    with pytest.raises(ConfigError, match=r"window.target: must be one of \('recorded', 'held'\)"):
+        load_config(path, TeacherRunConfig)

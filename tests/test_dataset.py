@@ -111,3 +111,50 @@ def test_missing_flow_is_reported_when_the_window_needs_it(tmp_path, tiny_config
     with pytest.raises(UserError, match="has no optical flow"):
         TalkingFaceDataset(manifest, "train", WindowConfig(frames=2, with_flow=True))
     TalkingFaceDataset(manifest, "train", WindowConfig(frames=2, with_flow=False))
+
+
+def test_held_targets_are_the_held_render_with_the_last_frame_as_reference(tiny_dataset):
+    """window.target held: frames, boxes and flow of the held render, and the frame it is
+    held at as the reference."""
+    from training.data.media import read_frame, read_frames
+
+    manifest = read_manifest(tiny_dataset)
+    config = WindowConfig(frames=3, p_cross=0.0, target="held")
+    item = TalkingFaceDataset(manifest, "train", config, seed=3)[2]
+    clip, start = manifest.split("train")[2], int(item["start"])
+
+    def image(frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(frames.astype(np.float32) / 127.5 - 1).movedim(-1, -3)
+
+    held = read_frames(manifest.resolve(clip.held_frames), start, 3)
+    assert torch.allclose(item["frames"], image(held))
+    last = read_frame(manifest.resolve(clip.frames), clip.frame_count - 1)
+    assert torch.allclose(item["reference"], image(last))
+    boxes = np.load(manifest.resolve(clip.held_mouth_boxes))[start:start + 3]
+    assert np.array_equal(item["mouth_boxes"].numpy(), boxes)
+    recorded = TalkingFaceDataset(manifest, "train", dataclasses.replace(config,
+                                                                         target="recorded"),
+                                  seed=3)[2]
+    assert int(recorded["start"]) == start
+    assert not torch.equal(recorded["frames"], item["frames"])
+    assert not torch.equal(recorded["flow"], item["flow"])
+
+
+def test_held_targets_without_a_held_render_are_one_error(tiny_dataset, tmp_path):
+    """An LRS3-like manifest (no held render) with target held: one line naming the clip."""
+    import json
+    import shutil
+
+    from training.errors import UserError
+
+    shutil.copytree(tiny_dataset, tmp_path / "data")
+    path = tmp_path / "data" / "manifest.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        row.pop("held_mouth_boxes")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first = next(r["id"] for r in rows if r["split"] == "train")
+    with pytest.raises(UserError, match=f"clip {first} .*has no held render") as error:
+        TalkingFaceDataset(read_manifest(tmp_path / "data"), "train",
+                           WindowConfig(frames=2, target="held"))
+    assert "\n" not in str(error.value)

@@ -112,10 +112,17 @@ def test_wrong_fps(dataset):
     expect_error(dataset, "manifest.jsonl:4", "field 'fps': expected 25, got 30", expected_fps=25)
 
 
-def test_flow_shape_mismatch(dataset):
+@pytest.mark.parametrize("field", ["flow", "held_flow"])
+def test_flow_shape_mismatch(dataset, field):
     row = rows(dataset)[0]
-    np.save(dataset / row["flow"], np.zeros((2, 64, 64, 2), np.float16))
-    expect_error(dataset, "field 'flow'", "does not match")
+    np.save(dataset / row[field], np.zeros((2, 64, 64, 2), np.float16))
+    expect_error(dataset, f"field {field!r}", "does not match")
+
+
+def test_held_mouth_boxes_shape_mismatch(dataset):
+    row = rows(dataset)[1]
+    np.save(dataset / row["held_mouth_boxes"], np.zeros((row["frame_count"], 3), np.float32))
+    expect_error(dataset, "manifest.jsonl:2", "field 'held_mouth_boxes'", "does not match")
 
 
 @pytest.mark.parametrize("change, fragment", [

@@ -235,15 +235,15 @@ def test_dataset_flow_has_the_clip_shape(tiny_dataset):
         assert np.isfinite(flow.astype(np.float32)).all()
 
 
-def test_test_clips_have_held_frames_where_only_the_mouth_moves(tiny_dataset):
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_clips_have_held_frames_where_only_the_mouth_moves(tiny_dataset, split):
     """The held render keeps the last frame's pose, gaze, blink and light: it ends on the
     recorded last frame, is still outside the mouth boxes and moves inside them like the
-    recorded clip, whose head and light move everywhere."""
+    recorded clip, whose head and light move everywhere; its boxes and flow are its own."""
     from training.data.media import read_frames
 
     manifest = read_manifest(tiny_dataset)
-    assert all(c.held_frames is None for c in manifest.clips if c.split != "test")
-    clip = manifest.split("test")[0]
+    clip = manifest.split(split)[0]
     recorded = read_frames(manifest.resolve(clip.frames), 0, clip.frame_count).astype(float)
     held = read_frames(manifest.resolve(clip.held_frames), 0, clip.frame_count).astype(float)
     assert np.array_equal(held[-1], recorded[-1])
@@ -254,15 +254,30 @@ def test_test_clips_have_held_frames_where_only_the_mouth_moves(tiny_dataset):
         return float(np.abs(np.diff(frames, axis=0))[:, where].mean())
     assert change(held, outside) < 0.02 < change(recorded, outside)
     assert change(held, ~outside) > 0.1
+    boxes = np.load(manifest.resolve(clip.mouth_boxes))
+    held_boxes = np.load(manifest.resolve(clip.held_mouth_boxes))
+    assert np.allclose(held_boxes[-1], boxes[-1])
+    def sway(b: np.ndarray) -> float:  # how far the box centre moves across the face
+        return float(np.ptp(b[:, 0] + b[:, 2]))
+    assert sway(held_boxes) < 0.25 * sway(boxes)
+    held_flow = np.load(manifest.resolve(clip.held_flow)).astype(np.float32)
+    flow = np.load(manifest.resolve(clip.flow)).astype(np.float32)
+    assert held_flow.shape == flow.shape
+    assert np.abs(held_flow).mean() < 0.6 * np.abs(flow).mean()
 
 
-def test_a_test_clip_from_before_held_frames_is_rendered_again_the_same(tiny_config, tmp_path):
-    job = ClipJob(tiny_config, 2, 0, "test", tmp_path)
+@pytest.mark.parametrize("fields", [("held_frames", "held_mouth_boxes", "held_flow"),
+                                    ("held_mouth_boxes", "held_flow")])
+def test_a_clip_from_before_its_held_render_is_rendered_again_the_same(tiny_config, tmp_path,
+                                                                          fields):
+    """Folders written when only test clips had held frames, or none had."""
+    job = ClipJob(tiny_config, 2, 0, "train", tmp_path)
     record = generate_clip(job)
     folder = tmp_path / "clips" / record.id
     first = (folder / "frames/000005.png").read_bytes()
     old = record.to_dict()
-    del old["held_frames"]
+    for field in fields:
+        del old[field]
     (folder / "record.json").write_text(json.dumps(old))
     assert generate_clip(job) == record
     assert (folder / "held_frames/000005.png").is_file()

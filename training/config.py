@@ -119,6 +119,10 @@ class Lrs3Config:
         _check(self.workers >= 0, where, "workers", "must be >= 0")
 
 
+TARGETS = ("recorded", "held")
+"""What a training window's frames are (WindowConfig.target)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class WindowConfig:
     """How the training dataset cuts clips into samples."""
@@ -131,11 +135,17 @@ class WindowConfig:
     """Probability of replacing the reference with a frame of a different identity (eq 12)."""
     with_flow: bool = True
     """Load the precomputed optical flow (needed by the temporal loss)."""
+    target: str = "recorded"
+    """Frames to learn: ``recorded`` (as filmed; the reference is a random frame of the clip)
+    or ``held`` (the synthetic set's render with head pose, gaze, blink and light held at the
+    clip's last frame, which is then the reference): the recorded frames move and drift in
+    ways no input predicts, and a model trained on them learns to move with the visemes."""
 
     def validate(self, where: str) -> None:
         _check(self.frames >= 1, where, "frames", "must be >= 1")
         _check(self.viseme_context >= 0, where, "viseme_context", "must be >= 0")
         _check(0.0 <= self.p_cross <= 1.0, where, "p_cross", "must be in [0, 1]")
+        _check(self.target in TARGETS, where, "target", f"must be one of {TARGETS}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,8 @@ every epoch without any state in the (copied) worker datasets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,6 +39,15 @@ def to_tensor_image(frames: np.ndarray) -> torch.Tensor:
     return x.movedim(-1, -3)
 
 
+@dataclass(frozen=True)
+class FrameSource:
+    """Manifest paths of one clip's frames and what is measured on them."""
+
+    frames: str
+    mouth_boxes: str | None
+    flow: str | None
+
+
 class TalkingFaceDataset(Dataset):
     """Windows of ``config.frames`` consecutive frames from one split of a manifest.
 
@@ -59,16 +70,37 @@ class TalkingFaceDataset(Dataset):
         if not self.clips:
             raise ValueError(f"no clips of split {split!r} with >= {config.frames} frames in "
                              f"{manifest.path}")
+        if config.target == "held":
+            self._require(lambda c: c.held_frames and c.held_mouth_boxes,
+                          "no held render (the synthetic set's held_frames and "
+                          "held_mouth_boxes), which window.target held needs; re-run "
+                          "tsd data synth on the dataset, or train on target: recorded")
         if config.with_flow and config.frames > 1:
-            missing = [c.id for c in self.clips if c.flow is None]
-            if missing:
-                raise UserError(f"{manifest.path}: clip {missing[0]} (and {len(missing) - 1} "
-                                "more) has no optical flow, which the temporal loss needs; "
-                                "re-run the data command without --no-flow")
+            self._require(lambda c: self._source(c).flow,
+                          "no optical flow, which the temporal loss needs; re-run the data "
+                          "command without --no-flow")
         self.speakers = sorted({c.speaker for c in self.clips})
         speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.clip_speaker = np.array([speaker_index[c.speaker] for c in self.clips])
         self.items_per_clip = items_per_clip
+
+    def _require(self, has: Callable[[ClipRecord], object], problem: str) -> None:
+        missing = [c.id for c in self.clips if not has(c)]
+        if missing:
+            raise UserError(f"{self.manifest.path}: clip {missing[0]} (and {len(missing) - 1} "
+                            f"more) has {problem}")
+
+    def _source(self, clip: ClipRecord) -> FrameSource:
+        """Where the frames, boxes and flow of ``config.target`` live for ``clip``."""
+        if self.config.target == "held":
+            return FrameSource(clip.held_frames, clip.held_mouth_boxes, clip.held_flow)
+        return FrameSource(clip.frames, clip.mouth_boxes, clip.flow)
+
+    def _reference_index(self, rng: np.random.Generator, clip: ClipRecord) -> int:
+        """A random frame, or for held targets the last (the frame the pose is held at)."""
+        if self.config.target == "held":
+            return clip.frame_count - 1
+        return int(rng.integers(0, clip.frame_count))
 
     def __len__(self) -> int:
         return len(self.clips) * self.items_per_clip
@@ -82,7 +114,8 @@ class TalkingFaceDataset(Dataset):
         ci = index % len(self.clips)
         clip, cfg = self.clips[ci], self.config
         start = int(rng.integers(0, clip.frame_count - cfg.frames + 1))
-        frames = read_frames(self.manifest.resolve(clip.frames), start, cfg.frames)
+        source = self._source(clip)
+        frames = read_frames(self.manifest.resolve(source.frames), start, cfg.frames)
 
         ref_clip_index, cross = ci, False
         if rng.random() < cfg.p_cross:
@@ -91,17 +124,17 @@ class TalkingFaceDataset(Dataset):
                 ref_clip_index, cross = other, True
         ref_clip = self.clips[ref_clip_index]
         reference = read_frame(self.manifest.resolve(ref_clip.frames),
-                               int(rng.integers(0, ref_clip.frame_count)))
+                               self._reference_index(rng, ref_clip))
 
         visemes = np.load(self.manifest.resolve(clip.visemes))
         windows = viseme_windows(visemes, cfg.viseme_context)[start:start + cfg.frames]
         size = clip.size
         boxes = np.zeros((cfg.frames, 4), np.float32)
-        if clip.mouth_boxes is not None:
-            boxes = np.load(self.manifest.resolve(clip.mouth_boxes))[start:start + cfg.frames]
+        if source.mouth_boxes is not None:
+            boxes = np.load(self.manifest.resolve(source.mouth_boxes))[start:start + cfg.frames]
         flow = np.zeros((max(cfg.frames - 1, 0), size, size, 2), np.float32)
-        if cfg.with_flow and clip.flow is not None:
-            stored = np.load(self.manifest.resolve(clip.flow), mmap_mode="r")
+        if cfg.with_flow and source.flow is not None:
+            stored = np.load(self.manifest.resolve(source.flow), mmap_mode="r")
             for k in range(cfg.frames - 1):
                 flow[k] = upsample_flow(np.asarray(stored[start + k]), clip.flow_stride)
         audio = self._audio(clip, start)

@@ -15,7 +15,8 @@ Row fields (paths relative to the manifest's folder):
 - optional ``alignment``: JSON with the words and phones and their times
 - optional ``held_frames``: folder of frame_count PNG frames like ``frames``, with the head
   pose, gaze, blink and light held at the last frame's (only the mouth moves): what a model
-  given the last frame as its reference and the audio can reproduce (synthetic test split)
+  given the last frame as its reference and the audio can reproduce (synthetic sets), with
+  optional ``held_mouth_boxes`` and ``held_flow`` shaped like ``mouth_boxes`` and ``flow``
 - optional ``text``: the transcript
 """
 
@@ -61,6 +62,8 @@ class ClipRecord:
     alignment: str | None = None
     text: str | None = None
     held_frames: str | None = None
+    held_mouth_boxes: str | None = None
+    held_flow: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -153,8 +156,9 @@ def _parse_row(line: str, where: str) -> ClipRecord:
     for key in ("fps", "frame_count", "size"):
         if getattr(clip, key) <= 0:
             raise ManifestError(f"{where}: field {key!r}: must be positive")
-    if clip.flow is not None and clip.flow_stride is None:
-        raise ManifestError(f"{where}: field 'flow_stride': required when 'flow' is set")
+    for field in ("flow", "held_flow"):
+        if getattr(clip, field) is not None and clip.flow_stride is None:
+            raise ManifestError(f"{where}: field 'flow_stride': required when {field!r} is set")
     return clip
 
 
@@ -196,11 +200,13 @@ def _check_files(clip: ClipRecord, root: Path, where: str) -> None:
         raise ManifestError(f"{where}: field 'visemes': ids outside 0..{NUM_VISEMES - 1}")
     optional = {
         "mouth_boxes": (clip.frame_count, 4),
+        "held_mouth_boxes": (clip.frame_count, 4),
         "head_pose": (clip.frame_count, 4),
     }
-    if clip.flow is not None:
-        side = clip.size // clip.flow_stride
-        optional["flow"] = (clip.frame_count - 1, side, side, 2)
+    for field in ("flow", "held_flow"):
+        if getattr(clip, field) is not None:
+            side = clip.size // clip.flow_stride
+            optional[field] = (clip.frame_count - 1, side, side, 2)
     for field, expected in optional.items():
         relative = getattr(clip, field)
         if relative is not None:

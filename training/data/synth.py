@@ -162,12 +162,15 @@ def generate_clip(job: ClipJob) -> ClipRecord:
         head_pose=str(folder / "head_pose.npy"), alignment=str(folder / "alignment.json"),
         flow=str(folder / "flow.npy") if config.flow else None,
         flow_stride=config.flow_stride if config.flow else None,
-        held_frames=str(folder / "held_frames") if job.split == "test" else None)
+        held_frames=str(folder / "held_frames"),
+        held_mouth_boxes=str(folder / "held_mouth_boxes.npy"),
+        held_flow=str(folder / "held_flow.npy") if config.flow else None)
     done = job.out / folder / "record.json"
     if done.is_file():
         kept = ClipRecord(**json.loads(done.read_text()))
-        # A folder from before held frames existed is rendered again (the same frames).
-        if kept.held_frames == record.held_frames:
+        # A folder from before every clip had its held render is rendered again (the same
+        # frames, plus the held ones).
+        if _held_paths(kept) == _held_paths(record):
             return kept
     ident, voice = identity_of(config, job.identity)
     rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
@@ -183,12 +186,12 @@ def generate_clip(job: ClipJob) -> ClipRecord:
     scene = sample_scene(rng)
     motion = clip_motion(phones, n_frames, config, rng)
     frames, boxes, poses = render_clip(ident, scene, motion, config.size)
+    held_frames, held_boxes, _ = render_clip(ident, scene, motion.held(n_frames - 1), config.size)
     record = _with_frames(record, n_frames)
     with atomic_dir(job.out / folder) as tmp:
         write_frames(tmp / "frames", frames)
-        if record.held_frames is not None:
-            write_frames(tmp / "held_frames",
-                         render_clip(ident, scene, motion.held(n_frames - 1), config.size)[0])
+        write_frames(tmp / "held_frames", held_frames)
+        np.save(tmp / "held_mouth_boxes.npy", held_boxes)
         write_wav(tmp / "audio.wav", audio)
         np.save(tmp / "visemes.npy", frame_visemes(phones, n_frames, config.fps))
         np.save(tmp / "mouth_boxes.npy", boxes)
@@ -196,11 +199,16 @@ def generate_clip(job: ClipJob) -> ClipRecord:
         np.save(tmp / "head_pose.npy", poses)
         if config.flow:
             np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
+            np.save(tmp / "held_flow.npy", optical_flow(held_frames, config.flow_stride))
         (tmp / "alignment.json").write_text(json.dumps({
             "text": text, "voice": voice.__dict__,
             "words": [w.to_dict() for w in words], "phones": [p.to_dict() for p in phones]}))
         (tmp / "record.json").write_text(json.dumps(record.to_dict() | {"text": text}))
     return ClipRecord(**(record.to_dict() | {"text": text}))
+
+
+def _held_paths(record: ClipRecord) -> tuple[str | None, ...]:
+    return record.held_frames, record.held_mouth_boxes, record.held_flow
 
 
 def _with_frames(record: ClipRecord, n_frames: int) -> ClipRecord:
