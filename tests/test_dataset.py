@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.config import WindowConfig
-from training.data.dataset import TalkingFaceDataset, viseme_windows
+from training.data.dataset import TalkingFaceDataset, to_tensor_image, viseme_windows
 from training.data.manifest import read_manifest
 
 
@@ -123,13 +123,10 @@ def test_held_targets_are_the_held_render_with_the_last_frame_as_reference(tiny_
     item = TalkingFaceDataset(manifest, "train", config, seed=3)[2]
     clip, start = manifest.split("train")[2], int(item["start"])
 
-    def image(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(frames.astype(np.float32) / 127.5 - 1).movedim(-1, -3)
-
     held = read_frames(manifest.resolve(clip.held_frames), start, 3)
-    assert torch.allclose(item["frames"], image(held))
+    assert torch.allclose(item["frames"], to_tensor_image(held))
     last = read_frame(manifest.resolve(clip.frames), clip.frame_count - 1)
-    assert torch.allclose(item["reference"], image(last))
+    assert torch.allclose(item["reference"], to_tensor_image(last))
     boxes = np.load(manifest.resolve(clip.held_mouth_boxes))[start:start + 3]
     assert np.array_equal(item["mouth_boxes"].numpy(), boxes)
     recorded = TalkingFaceDataset(manifest, "train", dataclasses.replace(config,

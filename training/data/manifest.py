@@ -37,6 +37,8 @@ from training.errors import UserError
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.jsonl"
+FLOW_FIELDS = ("flow", "held_flow")
+"""Optical-flow fields: both need flow_stride and have the same shape."""
 
 
 class ManifestError(UserError):
@@ -156,7 +158,7 @@ def _parse_row(line: str, where: str) -> ClipRecord:
     for key in ("fps", "frame_count", "size"):
         if getattr(clip, key) <= 0:
             raise ManifestError(f"{where}: field {key!r}: must be positive")
-    for field in ("flow", "held_flow"):
+    for field in FLOW_FIELDS:
         if getattr(clip, field) is not None and clip.flow_stride is None:
             raise ManifestError(f"{where}: field 'flow_stride': required when {field!r} is set")
     return clip
@@ -203,7 +205,7 @@ def _check_files(clip: ClipRecord, root: Path, where: str) -> None:
         "held_mouth_boxes": (clip.frame_count, 4),
         "head_pose": (clip.frame_count, 4),
     }
-    for field in ("flow", "held_flow"):
+    for field in FLOW_FIELDS:
         if getattr(clip, field) is not None:
             side = clip.size // clip.flow_stride
             optional[field] = (clip.frame_count - 1, side, side, 2)
