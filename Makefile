@@ -59,6 +59,7 @@ train-demo: $(VENV)/.installed
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
 	done
 	$(TSD) train student --config configs/demo/student-leak.yaml --data $(DEMO) --out $(RUNS)/student
+	$(TSD) train student --config configs/demo/student-long.yaml --data $(DEMO) --out $(RUNS)/student
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \

@@ -230,7 +230,7 @@ def test_export_cli_errors_are_one_line(tiny_dataset, tmp_path, capsys):
 
 def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
         tiny_bundle, tiny_dataset, tiny_lipread, tmp_path):
-    from export.report import bundle_report
+    from export.report import SWAP_GRAPHS, bundle_report, keeps_int8
     from training.data.manifest import read_manifest
 
     folder = _copy(tiny_bundle, tmp_path)
@@ -245,6 +245,10 @@ def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
     assert set(report["int8_plan"]) == {"onnx", "tflite"}
     for backend, graphs in report["int8_plan"].items():  # the visemes graph is planned too
         assert set(graphs) == {"reference", "generate", "decoder", "visemes"}
+        for graph in SWAP_GRAPHS:
+            alone = variants[f"{backend}: int8 {graph} only"]
+            keep = keeps_int8(variants[f"{backend}-fp32"], alone)
+            assert graphs[graph] == ("int8" if keep else "fp32"), (backend, graph)
         loss = (variants[f"{backend}-fp32"]["viseme_accuracy"]
                 - variants[f"{backend}-int8"]["viseme_accuracy"])
         assert graphs["visemes"] == ("int8" if loss <= 0.01 else "fp32")
@@ -255,6 +259,16 @@ def test_bundle_report_measures_every_variant_and_writes_the_int8_plan(
     assert bundle.precision_of("onnx", "int8", "decoder") == f"onnx-{kind_plan['decoder']}"
     assert bundle.precision_of("tflite", "fp32", "decoder") == "tflite-fp32"
     assert "| onnx-int8 |" in (tmp_path / "report" / "variants.md").read_text()
+
+
+def test_an_int8_graph_that_stills_the_mouth_stays_fp32_whatever_its_psnr():
+    from export.report import keeps_int8
+
+    fp32 = {"psnr_vs_ground_truth": 22.17, "mouth_open_correlation": 0.60}
+    assert keeps_int8(fp32, {"psnr_vs_ground_truth": 22.15, "mouth_open_correlation": 0.55})
+    assert not keeps_int8(fp32, {"psnr_vs_ground_truth": 22.15, "mouth_open_correlation": 0.04})
+    assert not keeps_int8(fp32, {"psnr_vs_ground_truth": 21.5, "mouth_open_correlation": 0.60})
+    assert keeps_int8({"psnr_vs_ground_truth": 22.17}, {"psnr_vs_ground_truth": 22.0})
 
 
 def test_export_unrolls_only_the_step_counts_asked_for(tiny_student, tiny_dataset, tmp_path):
