@@ -128,6 +128,13 @@ def test_eval_writes_the_full_report(tiny_dataset, tiny_student, tiny_sync, tiny
     held, recorded = methods["held_truth"], methods["ground_truth"]
     assert 0 < held["temporal_l1"] < recorded["temporal_l1"]
     assert held["temporal_l1_outside_mouth"] < 0.1 * recorded["temporal_l1_outside_mouth"]
+    by_speaker = report["motion_by_speaker"]  # the temporal bars' ratios, face by face
+    assert sum(row["clips"] for row in by_speaker.values()) == 2
+    assert {row["truth"] for row in by_speaker.values()} == {"held_truth"}
+    if len(by_speaker) == 1:
+        (row,) = by_speaker.values()
+        assert row["temporal_l1_ratio"] == pytest.approx(
+            methods["student_2"]["temporal_l1"] / held["temporal_l1"])
     assert all(row["bar"] in printed for row in report["bars"])
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| student_2 |" in (out / "report.md").read_text()

@@ -236,7 +236,27 @@ def evaluate(models: EvalModels, clips: list[EvalClip], config: EvalConfig,
         "methods": results,
         "table1": [{"t": t, "method": kind} | _mean(rows) for (t, kind), rows in table1.items()],
         "cross_identity": _cross_summary([c for c in cross if c]),
+        "motion_by_speaker": _motion_by_speaker(clips, per_method),
     }
+
+
+def _motion_by_speaker(clips: list[EvalClip], per_method: dict[str, list[dict]]) -> dict:
+    """Student 2-step temporal L1 and flicker std over the truth's, per held-out speaker: the
+    mean ratios of the temporal bars can hide one face animated too little and another too
+    much (docs/notes.md, session 9)."""
+    if "student_2" not in per_method:
+        return {}
+    held = len(per_method.get("held_truth", [])) == len(clips)
+    truth = "held_truth" if held else "ground_truth"
+    out = {}
+    for speaker in sorted({c.speaker for c in clips}):
+        index = [i for i, c in enumerate(clips) if c.speaker == speaker]
+        made = _mean([per_method["student_2"][i] for i in index])
+        real = _mean([per_method[truth][i] for i in index])
+        out[speaker] = {"clips": len(index), "truth": truth} | {
+            f"{key}_ratio": made[key] / max(real[key], 1e-9)
+            for key in ("temporal_l1", "flicker_std")}
+    return out
 
 
 def _cross_identity(models: EvalModels, clip: EvalClip, references: dict[str, torch.Tensor],
@@ -348,6 +368,11 @@ def markdown(report: dict) -> str:
     for row in report["table1"]:
         lines.append(f"| {row['t']:g} | {row['method']} | {row['psnr_vs_ae']:.4g} | "
                      f"{row['temporal_l1']:.4g} | {row['flicker_std']:.4g} |")
+    lines += ["", "| speaker | clips | truth | student 2-step temporal_l1 / truth | "
+              "flicker_std / truth |", "|---" * 5 + "|"]
+    for speaker, row in report.get("motion_by_speaker", {}).items():
+        lines.append(f"| {speaker} | {row['clips']} | {row['truth']} | "
+                     f"{row['temporal_l1_ratio']:.3g} | {row['flicker_std_ratio']:.3g} |")
     lines += ["", "| bar | value | threshold | passed |", "|---|---|---|---|"]
     for row in report["bars"]:
         lines.append(f"| {row['bar']} | {row['value']:.4g} | {row['threshold']:g} | "
