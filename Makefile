@@ -60,6 +60,7 @@ train-demo: $(VENV)/.installed
 	done
 	$(TSD) train student --config configs/demo/student-leak.yaml --data $(DEMO) --out $(RUNS)/student
 	$(TSD) train student --config configs/demo/student-long.yaml --data $(DEMO) --out $(RUNS)/student
+	$(TSD) train student --config configs/demo/student-motion.yaml --data $(DEMO) --out $(RUNS)/student
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \

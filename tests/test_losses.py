@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from training.data.flow import warp as warp_numpy
-from training.losses import identity_loss, outside_mouth_change, temporal_loss, warp
+from training.losses import (
+    identity_loss,
+    mouth_motion_gap,
+    outside_mouth_change,
+    temporal_loss,
+    warp,
+)
 
 
 def textured(seed: int = 0, size: int = 64, border: int = 8) -> np.ndarray:
@@ -64,3 +70,24 @@ def test_outside_mouth_change_is_zero_for_the_truths_motion_and_counts_only_a_le
     leak[:, 1::2, :, :2] += 0.3  # two rows of the forehead move with the mouth
     assert outside_mouth_change(leak, truth, mouth) == pytest.approx(
         torch.full((2,), 0.3 * 2 / 16), rel=1e-4)
+
+
+
+def test_mouth_motion_gap_counts_how_much_the_mouth_moves_not_when():
+    g = torch.Generator().manual_seed(0)
+    still = torch.rand(2, 1, 3, 16, 16, generator=g).expand(2, 5, 3, 16, 16).clone()
+    mouth = torch.zeros(2, 5, 1, 16, 16)
+    mouth[..., 8:12, 4:12] = 1
+    talking = still.clone()
+    talking[:, 1::2, :, 8:12, 4:12] += 0.4  # opens on frames 1 and 3: 0.4 of change per pair
+    assert torch.all(mouth_motion_gap(talking, talking, mouth) == 0)
+    assert mouth_motion_gap(still, talking, mouth) == pytest.approx(torch.full((2,), 0.4))
+    early = still.clone()
+    early[:, 0::2, :, 8:12, 4:12] += 0.4  # as much motion, a frame early: not this term's business
+    assert torch.all(mouth_motion_gap(early, talking, mouth) == 0)
+    wild = still.clone()
+    wild[:, 1::2, :, 8:12, 4:12] += 0.6  # moves more than the truth
+    assert mouth_motion_gap(wild, talking, mouth) == pytest.approx(torch.full((2,), 0.2))
+    nodding = talking.clone()
+    nodding[:, 1::2, :, :2] += 0.3  # the forehead: the leak term's business
+    assert torch.all(mouth_motion_gap(nodding, talking, mouth) == 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from training.data.manifest import read_manifest
 from training.losses import box_mask, masked_l1, psnr, ssim_loss
 from training.models.autoencoder import Autoencoder
 from training.tasks.autoencoder import AutoencoderTask
-from training.trainer import DistInfo, StepBatchSampler, Trainer, read_metrics
+from training.trainer import DistInfo, StepBatchSampler, Trainer, lr_lambda, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "train" / "ae-tiny.yaml"
@@ -47,6 +48,20 @@ def test_interrupted_run_resumes_exactly(tiny_dataset, tmp_path):
     for name in ("best.pt", "last.pt", "final.pt", "metrics.png"):
         assert (tmp_path / "b" / name).is_file()
     assert float(b["latent_scale"]) != 1.0  # measured at the end of the run
+
+
+def test_a_later_stage_trains_with_its_own_lr(tiny_dataset, tmp_path):
+    torch.set_num_threads(1)
+    make_trainer(tiny_dataset, tmp_path).fit(stop_at=5)
+    config = load_config(TINY, AERunConfig)
+    stage = dataclasses.replace(config.train, lr=config.train.lr * 3)
+    resumed = Trainer(AutoencoderTask(config, read_manifest(tiny_dataset)), stage, tmp_path,
+                      config)
+    assert resumed.resume() and resumed.step == 5
+    want = stage.lr * lr_lambda(stage)(5)
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([want])
+    resumed.scheduler.step()
+    assert resumed.scheduler.get_last_lr() == pytest.approx([stage.lr * lr_lambda(stage)(6)])
 
 
 def free_port() -> int:

@@ -435,6 +435,10 @@ class StudentLossConfig:
     leak: float = 0.0
     """Frame-to-frame change of the decoded prediction outside the mouth boxes beyond the
     ground truth's (viseme changes moving the rest of the face; 0 = off)."""
+    mouth_motion: float = 0.0
+    """Gap between the amounts of frame-to-frame change inside the mouth boxes of the decoded
+    prediction and of the ground truth (a mouth moving less or more than the truth's; 0 =
+    off)."""
 
     def validate(self, where: str) -> None:
         _check(self.discretization >= 2, where, "discretization", "must be >= 2")

@@ -70,6 +70,23 @@ def outside_mouth_change(frames: torch.Tensor, truth: torch.Tensor, mouth: torch
     return (change.abs().mean(2, keepdim=True) * outside).flatten(1).mean(1)
 
 
+def mouth_motion_gap(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Tensor
+                     ) -> torch.Tensor:
+    """|mean |x_{t+1} - x_t| - mean |y_{t+1} - y_t||, means over the mouth boxes of either
+    frame, per sample [B]: how much more or less the mouth moves than the truth's. Matching
+    the changes themselves (L1 of the difference of changes) shrinks the motion wherever the
+    timing is uncertain (a still mouth is its median; measured in docs/notes.md session 10),
+    so only the amount is matched. Shapes as outside_mouth_change."""
+    inside = torch.maximum(mouth[:, 1:], mouth[:, :-1])
+    area = inside.flatten(1).sum(1).clamp_min(1)
+
+    def motion(x: torch.Tensor) -> torch.Tensor:
+        change = (x[:, 1:] - x[:, :-1]).abs().mean(2, keepdim=True)
+        return (change * inside).flatten(1).sum(1) / area
+
+    return (motion(frames) - motion(truth)).abs()
+
+
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Eq 8: 1 - cosine similarity of unit identity embeddings, per sample [B]."""
     return 1.0 - (embedding * reference).sum(dim=1)

@@ -198,11 +198,21 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_config_lr()
         self.step, self.best = state["step"], state["best"]
         if "task" in state:
             self.task.load_state_dict(state["task"])
         log.info("resuming %s at step %d", path, self.step)
         return True
+
+    def _apply_config_lr(self) -> None:
+        """The checkpoint's optimizer and scheduler carry the lr they were made with; a later
+        stage of a run (a config with more steps) may set another ``train.lr``, and the
+        config is what applies. Same lr: nothing changes, so resume stays exact."""
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [self.config.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor
 
     # -- loop --------------------------------------------------------------------------
     def fit(self, stop_at: int | None = None) -> Path:

@@ -17,6 +17,7 @@ from training.losses import (
     box_mask,
     identity_loss,
     masked_l1,
+    mouth_motion_gap,
     outside_mouth_change,
     temporal_loss,
 )
@@ -71,17 +72,20 @@ class LatentTask:
         mouth-box L1 against the ground truth, the frame-to-frame change outside the mouth boxes
         that the ground truth does not have (``leak``: where x_t says nothing of the head's
         motion, its best value is no change, so it stops viseme changes moving the rest of
-        the face), and with a sync expert the sync term."""
+        the face), how much more or less the mouth moves than the truth's
+        (``mouth_motion``), and with a sync expert the sync term."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         image = self.autoencoder.decode(z).unflatten(0, (b, n))
         frames = batch["frames"]
         mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
+        masks = mask.unflatten(0, (b, n))
         terms = {"identity": identity_loss(self.identity(image[:, 0]), ident),
                  "temporal": temporal_loss(image, batch["flow"], per_sample=True),
                  "mouth": mouth.view(b, n).mean(1),
-                 "leak": outside_mouth_change(image, frames, mask.unflatten(0, (b, n)))}
+                 "leak": outside_mouth_change(image, frames, masks),
+                 "mouth_motion": mouth_motion_gap(image, frames, masks)}
         if self.sync is not None:
             terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
         return terms

@@ -77,7 +77,8 @@ class StudentTask(LatentTask):
         reg = {k: v.mean() for k, v in self.regularisers(pred, batch, ident).items()}
         total = (l_cd + cfg.match * l_match + cfg.identity * reg["identity"]
                  + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"]
-                 + cfg.sync * reg.get("sync", 0.0) + cfg.leak * reg["leak"])
+                 + cfg.sync * reg.get("sync", 0.0) + cfg.leak * reg["leak"]
+                 + cfg.mouth_motion * reg["mouth_motion"])
         logs = {"consistency": l_cd, "match": l_match} | reg
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
