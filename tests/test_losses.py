@@ -72,7 +72,6 @@ def test_outside_mouth_change_is_zero_for_the_truths_motion_and_counts_only_a_le
         torch.full((2,), 0.3 * 2 / 16), rel=1e-4)
 
 
-
 def test_mouth_motion_gap_counts_how_much_the_mouth_moves_not_when():
     g = torch.Generator().manual_seed(0)
     still = torch.rand(2, 1, 3, 16, 16, generator=g).expand(2, 5, 3, 16, 16).clone()

@@ -65,7 +65,7 @@ def outside_mouth_change(frames: torch.Tensor, truth: torch.Tensor, mouth: torch
     """Mean |(x_{t+1} - x_t) - (y_{t+1} - y_t)| outside the mouth boxes of both frames,
     averaged over whole frames, per sample [B]. frames, truth: [B, T, C, H, W]; mouth:
     [B, T, 1, H, W] masks (1 inside)."""
-    outside = 1 - torch.maximum(mouth[:, 1:], mouth[:, :-1])
+    outside = 1 - mouth_of_either_frame(mouth)
     change = (frames[:, 1:] - frames[:, :-1]) - (truth[:, 1:] - truth[:, :-1])
     return (change.abs().mean(2, keepdim=True) * outside).flatten(1).mean(1)
 
@@ -77,7 +77,7 @@ def mouth_motion_gap(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Ten
     the changes themselves (L1 of the difference of changes) shrinks the motion wherever the
     timing is uncertain (a still mouth is its median; measured in docs/notes.md session 10),
     so only the amount is matched. Shapes as outside_mouth_change."""
-    inside = torch.maximum(mouth[:, 1:], mouth[:, :-1])
+    inside = mouth_of_either_frame(mouth)
     area = inside.flatten(1).sum(1).clamp_min(1)
 
     def motion(x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +85,12 @@ def mouth_motion_gap(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Ten
         return (change * inside).flatten(1).sum(1) / area
 
     return (motion(frames) - motion(truth)).abs()
+
+
+def mouth_of_either_frame(mouth: torch.Tensor) -> torch.Tensor:
+    """Per consecutive pair, the union of the two frames' mouth masks: [B, T, 1, H, W] ->
+    [B, T-1, 1, H, W]."""
+    return torch.maximum(mouth[:, 1:], mouth[:, :-1])
 
 
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
