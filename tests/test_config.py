@@ -110,3 +110,48 @@ def test_window_target_is_checked(tmp_path):
     path = write(tmp_path, "window: {target: posed}\n")
     with pytest.raises(ConfigError, match=r"window.target: must be one of \('recorded', 'held'\)"):
         load_config(path, TeacherRunConfig)
+
+
+def test_extends_merges_the_base_under_the_file(tmp_path):
+    from training.config import StudentRunConfig
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "first.yaml").write_text(
+        "loss: {leak: 1.0, mouth: 0.3}\ntrain: {steps: 800, lr: 0.0005}\nitems_per_clip: 4\n")
+    (tmp_path / "second.yaml").write_text(
+        "extends: base/first.yaml\nloss: {leak: 3.0}\ntrain: {steps: 1100}\n")
+    (tmp_path / "third.yaml").write_text("extends: second.yaml\ntrain: {lr: 0.0015}\n")
+    config = load_config(tmp_path / "third.yaml", StudentRunConfig)
+    assert (config.loss.leak, config.loss.mouth) == (3.0, 0.3)
+    assert (config.train.steps, config.train.lr) == (1100, 0.0015)
+    assert config.items_per_clip == 4
+    assert config.loss.match == StudentRunConfig().loss.match
+
+
+@pytest.mark.parametrize("files, fragment", [
+    ({"a.yaml": "extends: missing.yaml\n"}, "missing.yaml: cannot read config"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "a.yaml: extends itself"),
+    ({"a.yaml": "extends: [b.yaml]\n"}, "a.yaml.extends: must be the path of a config file"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "- 1\n"}, "b.yaml: a config must be a mapping"),
+])
+def test_bad_extends_is_one_config_error(tmp_path, files, fragment):
+    from training.config import StudentRunConfig
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(tmp_path / "a.yaml", StudentRunConfig)
+
+
+def test_demo_student_stages_resume_one_model():
+    """Each later stage resumes runs/demo/student: it must keep the model, data window and
+    frozen networks of the first, and train further than the stage before it."""
+    from training.config import StudentRunConfig
+
+    stages = [load_config(CONFIGS.parent / "demo" / f"{name}.yaml", StudentRunConfig)
+              for name in ("student", "student-leak", "student-long", "student-motion")]
+    keep = ("model", "window", "teacher", "autoencoder", "identity_encoder", "sync_expert")
+    for stage in stages[1:]:
+        assert all(getattr(stage, key) == getattr(stages[0], key) for key in keep)
+    steps = [stage.train.steps for stage in stages]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)

@@ -599,15 +599,43 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
 
 
 def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read a YAML file into ``cls``; errors name the file and the offending key."""
+    """Read a YAML file into ``cls``; errors name the file and the offending key.
+
+    A file may start from another: ``extends: base.yaml`` (relative to the file) takes the
+    base's values and then the file's own, mappings merged key by key, so a later training
+    stage states only what it changes."""
     path = Path(path)
+    return from_dict(cls, _read_extended(path, ()), str(path))
+
+
+def _read_extended(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The YAML mapping of ``path`` merged onto the one it ``extends`` (recursively)."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: extends itself through {' -> '.join(map(str, chain))}")
     try:
         data = dataio.read_yaml(path, "config")
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    if data is None:
-        data = {}
-    return from_dict(cls, data, str(path))
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}.extends: must be the path of a config file")
+    return _merge(_read_extended(path.parent / base, (*chain, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied; nested mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def override(obj: T, source: str = "command line", **changes: Any) -> T:
