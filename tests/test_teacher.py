@@ -31,7 +31,8 @@ def test_teacher_learns_to_denoise(tiny_dataset, tiny_ae, tiny_idenc, tiny_teach
     rows = read_metrics(tiny_teacher.parent / "metrics.jsonl")
     train = [r for r in rows if r["split"] == "train"]
     assert all(torch.isfinite(torch.tensor([r["loss"], r["identity"], r["temporal"],
-                                            r["mouth"]])).all() for r in train)
+                                            r["mouth"], r["leak"], r["mouth_motion"]])).all()
+               for r in train)
     assert any(r["cross_share"] > 0 for r in train)  # eq 12 samples were drawn
     task.model.load_state_dict(torch.load(tiny_teacher, weights_only=False)["model"])
     with torch.no_grad():

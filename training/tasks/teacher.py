@@ -62,8 +62,11 @@ class TeacherTask(LatentTask):
         l_temp = (weight * real * reg["temporal"]).mean()
         l_mouth = (weight * real * reg["mouth"]).mean()
         total = l_noise + cfg.identity * l_id + cfg.temporal * l_temp + cfg.mouth * l_mouth
+        # leak and mouth_motion only watch the teacher: a teacher that moves the face with the
+        # visemes passes that to its student (docs/notes.md session 6)
         logs = {"noise": l_noise, "identity": l_id, "temporal": l_temp, "mouth": l_mouth,
-                "cross_share": cross.float().mean()}
+                "cross_share": cross.float().mean()} | {
+                    key: (weight * real * reg[key]).mean() for key in ("leak", "mouth_motion")}
         if "sync" in reg:  # the audio belongs to the driving clip: real samples only
             logs["sync"] = (weight * real * reg["sync"]).mean()
             total = total + cfg.sync * logs["sync"]
