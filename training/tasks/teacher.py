@@ -58,18 +58,15 @@ class TeacherTask(LatentTask):
         weight = abar(t, t)  # [B]: pixel terms matter where the x0 estimate is informative
         reg = self.regularisers(x0_hat, batch, ident)
         l_id = (weight * reg["identity"]).mean()
-        # cross-identity samples have no ground truth: only the identity pull applies
-        l_temp = (weight * real * reg["temporal"]).mean()
-        l_mouth = (weight * real * reg["mouth"]).mean()
-        total = l_noise + cfg.identity * l_id + cfg.temporal * l_temp + cfg.mouth * l_mouth
-        # leak and mouth_motion only watch the teacher: a teacher that moves the face with the
-        # visemes passes that to its student (docs/notes.md session 6)
-        logs = {"noise": l_noise, "identity": l_id, "temporal": l_temp, "mouth": l_mouth,
-                "cross_share": cross.float().mean()} | {
-                    key: (weight * real * reg[key]).mean() for key in ("leak", "mouth_motion")}
-        if "sync" in reg:  # the audio belongs to the driving clip: real samples only
-            logs["sync"] = (weight * real * reg["sync"]).mean()
-            total = total + cfg.sync * logs["sync"]
+        # cross-identity samples have no ground truth (and their audio belongs to the driving
+        # clip): every other term counts real samples only. leak and mouth_motion are only
+        # watched: a teacher that moves the face with the visemes passes that to its student
+        # (docs/notes.md session 6)
+        on_real = {key: (weight * real * term).mean() for key, term in reg.items()
+                   if key != "identity"}
+        total = (l_noise + cfg.identity * l_id + cfg.temporal * on_real["temporal"]
+                 + cfg.mouth * on_real["mouth"] + cfg.sync * on_real.get("sync", 0.0))
+        logs = {"noise": l_noise, "identity": l_id, "cross_share": cross.float().mean()} | on_real
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
     @torch.no_grad()
