@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edge_runtime.schedule import StepSchedule, uniform_schedule
+from edge_runtime.visemes import VISEMES
 from training.atomic import write_text
 from training.config import EvalConfig, SyncRunConfig, from_dict
 from training.data.manifest import Manifest
@@ -43,7 +44,7 @@ from training.models.loading import load_autoencoder, load_frozen
 from training.models.macs import count_macs
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
 from training.plots import save_panels
-from training.tasks.lipread import viseme_accuracy
+from training.tasks.lipread import viseme_accuracy, viseme_recalls
 from training.tasks.sync import audio_windows, sync_metrics
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,16 @@ def load_models(student_path: Path, sync_path: Path | None, lipread_path: Path |
 
 # --- per-clip scores -------------------------------------------------------------------------
 
-def lipread_accuracy(reader: LipReader, images: torch.Tensor, clip: EvalClip) -> float:
+def lipread_predictions(reader: LipReader, images: torch.Tensor, clip: EvalClip) -> np.ndarray:
+    """The reader's viseme id for every frame [N] of images [N, 3, H, W]."""
     crops = mouth_crops(images, clip.mouth_boxes, reader.config.crop)
     with torch.no_grad():
-        predicted = reader(crop_windows(crops, reader.config.frames)).argmax(1)
-    return viseme_accuracy(predicted.numpy(), clip.visemes.numpy())["accuracy"]
+        return reader(crop_windows(crops, reader.config.frames)).argmax(1).numpy()
+
+
+def lipread_accuracy(reader: LipReader, images: torch.Tensor, clip: EvalClip) -> float:
+    return viseme_accuracy(lipread_predictions(reader, images, clip),
+                           clip.visemes.numpy())["accuracy"]
 
 
 def sync_scores(expert: SyncExpert, max_offset: int, images: torch.Tensor, clip: EvalClip
@@ -129,8 +135,10 @@ def sync_scores(expert: SyncExpert, max_offset: int, images: torch.Tensor, clip:
 
 
 def image_scores(models: EvalModels, images: torch.Tensor, clip: EvalClip,
-                 recon: torch.Tensor | None) -> dict[str, float]:
-    """Every end-to-end metric of one clip's frames [N, 3, H, W] in [-1, 1]."""
+                 recon: torch.Tensor | None, reads: list[np.ndarray] | None = None
+                 ) -> dict[str, float]:
+    """Every end-to-end metric of one clip's frames [N, 3, H, W] in [-1, 1]. ``reads``
+    collects the lip reader's per-frame predictions (pooled per viseme over all clips)."""
     gt = clip.frames
     with torch.no_grad():
         ident = models.identity(images)
@@ -151,16 +159,20 @@ def image_scores(models: EvalModels, images: torch.Tensor, clip: EvalClip,
     if clip.held is not None:
         scores["psnr_held"] = metrics.psnr_db(images, clip.held)
     if models.lipread is not None:
-        scores["lipread_accuracy"] = lipread_accuracy(models.lipread, images, clip)
+        predicted = lipread_predictions(models.lipread, images, clip)
+        scores["lipread_accuracy"] = viseme_accuracy(predicted, clip.visemes.numpy())["accuracy"]
+        if reads is not None:
+            reads.append(predicted)
     if models.sync is not None:
         scores |= sync_scores(models.sync, models.sync_max_offset, images, clip)
     return scores
 
 
-def _truth_scores(models: EvalModels, frames: torch.Tensor, clip: EvalClip) -> dict[str, float]:
+def _truth_scores(models: EvalModels, frames: torch.Tensor, clip: EvalClip,
+                  reads: list[np.ndarray]) -> dict[str, float]:
     """The scores of a ground truth [N, 3, H, W] that mean something for it (not its PSNR
     against itself)."""
-    scores = image_scores(models, frames, clip, None)
+    scores = image_scores(models, frames, clip, None, reads)
     return {k: v for k, v in scores.items()
             if k not in ("psnr", "ssim", "mouth_psnr", "psnr_held")}
 
@@ -201,6 +213,7 @@ def evaluate(models: EvalModels, clips: list[EvalClip], config: EvalConfig,
     per_method["reconstruction"], per_method["ground_truth"] = [], []
     table1: dict[tuple[float, str], list[dict]] = {}
     cross: list[dict[str, float]] = []
+    reads: dict[str, list[np.ndarray]] = {name: [] for name in per_method}
     seconds: dict[str, float] = dict.fromkeys(methods, 0.0)
     frames_total = 0
     for index, clip in enumerate(tqdm(clips, desc="eval", unit="clip")):
@@ -209,16 +222,18 @@ def evaluate(models: EvalModels, clips: list[EvalClip], config: EvalConfig,
                          windows)
         noise = StreamNoise.draw(tuple(cond.z0.shape[2:]), config.seed * 100003 + index)
         recon = _decode(models, cond.z0[0])
-        per_method["ground_truth"].append(_truth_scores(models, clip.frames, clip))
+        per_method["ground_truth"].append(
+            _truth_scores(models, clip.frames, clip, reads["ground_truth"]))
         if clip.held is not None:
             per_method.setdefault("held_truth", []).append(
-                _truth_scores(models, clip.held, clip))
-        per_method["reconstruction"].append(image_scores(models, recon, clip, recon))
+                _truth_scores(models, clip.held, clip, reads.setdefault("held_truth", [])))
+        per_method["reconstruction"].append(
+            image_scores(models, recon, clip, recon, reads["reconstruction"]))
         for name, generate in methods.items():
             began = time.perf_counter()
             images = _decode(models, generate(cond, noise))
             seconds[name] += time.perf_counter() - began
-            per_method[name].append(image_scores(models, images, clip, recon))
+            per_method[name].append(image_scores(models, images, clip, recon, reads[name]))
         frames_total += len(clip.frames)
         for t in config.table1_times:
             for kind, model in (("noisy", None), ("teacher", models.teacher),
@@ -237,7 +252,19 @@ def evaluate(models: EvalModels, clips: list[EvalClip], config: EvalConfig,
         "table1": [{"t": t, "method": kind} | _mean(rows) for (t, kind), rows in table1.items()],
         "cross_identity": _cross_summary([c for c in cross if c]),
         "motion_by_speaker": _motion_by_speaker(clips, per_method),
+        "lipread_by_viseme": _lipread_by_viseme(clips, reads),
     }
+
+
+def _lipread_by_viseme(clips: list[EvalClip], reads: dict[str, list[np.ndarray]]) -> dict:
+    """Per method, the share of each viseme's frames (pooled over the clips) that the lip
+    reader reads as that viseme; which visemes a method loses against the reconstruction."""
+    if not any(reads.values()):
+        return {}
+    truth = np.concatenate([clip.visemes.numpy() for clip in clips])
+    counts = {VISEMES[c]: int(n) for c, n in enumerate(np.bincount(truth)) if n}
+    return {"frames": counts} | {name: viseme_recalls(np.concatenate(rows), truth)
+                                 for name, rows in reads.items() if rows}
 
 
 def _motion_by_speaker(clips: list[EvalClip], per_method: dict[str, list[dict]]) -> dict:
@@ -381,11 +408,27 @@ def markdown(report: dict) -> str:
     for speaker, row in report.get("motion_by_speaker", {}).items():
         lines.append(f"| {speaker} | {row['clips']} | {row['truth']} | "
                      f"{row['temporal_l1_ratio']:.3g} | {row['flicker_std_ratio']:.3g} |")
+    lines += _lipread_table(report.get("lipread_by_viseme", {}), m)
     lines += ["", "| bar | value | threshold | passed |", "|---|---|---|---|"]
     for row in report["bars"]:
         lines.append(f"| {row['bar']} | {row['value']:.4g} | {row['threshold']:g} | "
                      f"{'yes' if row['passed'] else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _lipread_table(by_viseme: dict, methods: dict) -> list[str]:
+    """Lip-reading recall per viseme: the truth, the reconstruction, the student at the
+    default steps and the teacher at its most steps."""
+    if not by_viseme:
+        return []
+    teacher = max((k for k in map(lambda n: _steps_of(n, "teacher"), methods) if k), default=0)
+    cols = [c for c in ("held_truth", "ground_truth", "reconstruction",
+                        f"student_{DEFAULT_STEPS}", f"teacher_{teacher}") if c in by_viseme]
+    lines = ["", "| viseme | frames | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for viseme, count in by_viseme["frames"].items():
+        lines.append(f"| {viseme} | {count} | "
+                     + " | ".join(f"{by_viseme[c][viseme]:.2f}" for c in cols) + " |")
+    return lines
 
 
 def plot_frontier(report: dict, png: Path) -> None:
