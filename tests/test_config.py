@@ -112,14 +112,6 @@ def test_window_target_is_checked(tmp_path):
         load_config(path, TeacherRunConfig)
 
 
-def test_lip_reader_blur_is_checked(tmp_path):
-    from training.config import LipReadRunConfig
-
-    path = write(tmp_path, "blur: -1\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml.blur: must be in \[0, 4\] pixels"):
-        load_config(path, LipReadRunConfig)
-
-
 def test_extends_merges_the_base_under_the_file(tmp_path):
     from training.config import StudentRunConfig
 

@@ -505,10 +505,6 @@ class LipReadRunConfig:
     box_jitter: float = 0.08
     """Training crops move and scale by up to this fraction of the mouth box, so the reader
     does not depend on a pixel-exact box (generated mouths are not pixel-exact)."""
-    blur: float = 0.0
-    """Training windows are blurred by a Gaussian of sigma drawn uniformly from [0, blur]
-    frame pixels, so the reader reads the mouth's shape and not its sharpness (0 = off).
-    Validation also reports the accuracy of windows blurred by sigma = blur."""
     items_per_clip: int = 8
     """Windows per clip per epoch."""
 
@@ -516,7 +512,6 @@ class LipReadRunConfig:
         self.model.validate(f"{where}.model")
         self.train.validate(f"{where}.train")
         _check(0 <= self.box_jitter < 0.5, where, "box_jitter", "must be in [0, 0.5)")
-        _check(0 <= self.blur <= 4, where, "blur", "must be in [0, 4] pixels")
 
 
 @dataclasses.dataclass(frozen=True)
