@@ -348,7 +348,7 @@ gaze, blink and light (only the mouth moves): all an audio-driven model can repr
 def bars(report: dict) -> list[dict]:
     """The models issue's bars, each with its measured value and threshold."""
     m, rows = report["methods"], []
-    teacher_steps = max(k for k in map(lambda n: _steps_of(n, "teacher"), m) if k)
+    teacher_steps = _most_teacher_steps(m)
     teacher = m[f"teacher_{teacher_steps}"]
 
     def bar(name: str, value: float | None, threshold: float, higher: bool) -> None:
@@ -392,6 +392,11 @@ def _steps_of(name: str, family: str) -> int | None:
     return int(parts[1]) if parts[0] == family and len(parts) == 2 else None
 
 
+def _most_teacher_steps(methods: dict) -> int:
+    """The teacher's largest step count among the methods (the bars' reference teacher)."""
+    return max(k for k in map(lambda n: _steps_of(n, "teacher"), methods) if k)
+
+
 def markdown(report: dict) -> str:
     m = report["methods"]
     cols = [c for c in FRONTIER_METRICS if any(c in row for row in m.values())]
@@ -421,7 +426,7 @@ def _lipread_table(by_viseme: dict, methods: dict) -> list[str]:
     default steps and the teacher at its most steps."""
     if not by_viseme:
         return []
-    teacher = max((k for k in map(lambda n: _steps_of(n, "teacher"), methods) if k), default=0)
+    teacher = _most_teacher_steps(methods)
     cols = [c for c in ("held_truth", "ground_truth", "reconstruction",
                         f"student_{DEFAULT_STEPS}", f"teacher_{teacher}") if c in by_viseme]
     lines = ["", "| viseme | frames | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
