@@ -112,6 +112,15 @@ def test_window_target_is_checked(tmp_path):
         load_config(path, TeacherRunConfig)
 
 
+@pytest.mark.parametrize("loss", ["{sync: 0.05}", "{sync: 0.0, mouth_feature: 0.02}"])
+def test_terms_of_the_sync_expert_need_one(tmp_path, loss):
+    from training.config import StudentRunConfig
+
+    path = write(tmp_path, f"loss: {loss}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.sync_expert: is needed when loss.sync"):
+        load_config(path, StudentRunConfig)
+
+
 def test_extends_merges_the_base_under_the_file(tmp_path):
     from training.config import StudentRunConfig
 

@@ -64,3 +64,26 @@ def test_distillation_runs_resumes_exactly_and_samples(tiny_dataset, tiny_ae, ti
     from_ref = sample_windows(task, task.model, batch, uniform_schedule(2, 0.6, "reference"),
                               torch.Generator().manual_seed(0))
     assert from_ref.shape == one.shape and not torch.equal(from_ref, one)
+
+
+def test_mouth_feature_term_loads_the_sync_expert_and_weighs_in(tiny_dataset, tiny_ae,
+                                                                 tiny_idenc, tiny_teacher,
+                                                                 tiny_sync):
+    """loss.mouth_feature alone (sync 0) loads the sync expert; the total moves by exactly
+    the weight times the logged term."""
+    from training.trainer import step_generator
+
+    config, _ = make(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher)
+    config = dataclasses.replace(config, sync_expert=str(tiny_sync),
+                                 window=dataclasses.replace(config.window, frames=5))
+    totals = {}
+    for weight in (0.0, 0.5):
+        run = dataclasses.replace(config, loss=dataclasses.replace(config.loss, sync=0.0,
+                                                                   mouth_feature=weight))
+        task = StudentTask(run, read_manifest(tiny_dataset))
+        assert (task.sync is not None) == (weight > 0)
+        batch = next(iter(torch.utils.data.DataLoader(task.train_set, batch_size=2)))
+        with torch.no_grad():
+            totals[weight], logs = task.loss(task.model, batch, step_generator(0, 0, 0))
+    assert logs["mouth_feature"] > 0
+    assert abs(float(totals[0.5] - totals[0.0]) - 0.5 * logs["mouth_feature"]) < 1e-5

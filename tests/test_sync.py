@@ -10,7 +10,7 @@ import torch
 from edge_runtime.audio_features import log_mel
 from training.config import SyncExpertConfig
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
-from training.tasks.sync import MEL, audio_windows, sync_metrics
+from training.tasks.sync import MEL, audio_windows, sync_feature_gap, sync_metrics
 
 
 def test_mouth_crops_match_an_opencv_crop():
@@ -51,3 +51,20 @@ def test_expert_embeds_both_streams():
     assert video.shape == audio.shape == (3, 16)
     d = sync_distances(video, audio[:, None].expand(3, 4, 16))
     assert d.shape == (3, 4) and torch.all(d >= 0) and torch.all(d <= 2.0001)
+
+
+def test_feature_gap_compares_only_the_mouth_windows():
+    torch.manual_seed(0)
+    model = SyncExpert(SyncExpertConfig(crop=32, channels=(8, 16), dim=16)).eval()
+    truth = torch.rand(2, 5, 3, 64, 64) * 2 - 1
+    boxes = torch.tensor([16.0, 32.0, 48.0, 60.0]).expand(2, 5, 4)
+    outside = truth.clone()
+    outside[..., :24, :] = 0.0  # above every box
+    assert torch.allclose(sync_feature_gap(model, outside, truth, boxes), torch.zeros(2))
+    images = truth.clone()
+    images[1, :, :, 40:56, 20:44] = -1.0  # sample 1: a dark open mouth the truth lacks
+    images.requires_grad_(True)
+    gap = sync_feature_gap(model, images, truth, boxes)
+    assert gap.shape == (2,) and gap[0] == 0 and gap[1] > 0.1
+    gap.sum().backward()
+    assert images.grad[1].abs().sum() > 0

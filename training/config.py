@@ -382,6 +382,9 @@ class TeacherLossConfig:
     """Sync-expert term on the decoded prediction (0 = off; needs ``sync_expert`` and a
     window of at least the expert's frames)."""
 
+    def needs_sync_expert(self) -> bool:
+        return self.sync > 0
+
     def validate(self, where: str) -> None:
         _check(0 < self.t_min < self.cross_t_min < 1, where, "t_min",
                "needs 0 < t_min < cross_t_min < 1")
@@ -439,6 +442,12 @@ class StudentLossConfig:
     """Gap between the amounts of frame-to-frame change inside the mouth boxes of the decoded
     prediction and of the ground truth (a mouth moving less or more than the truth's; 0 =
     off)."""
+    mouth_feature: float = 0.0
+    """Distance between the sync expert's video-trunk activations for the decoded and the true
+    mouth windows (a perceptual mouth-shape term; needs ``sync_expert``; 0 = off)."""
+
+    def needs_sync_expert(self) -> bool:
+        return self.sync > 0 or self.mouth_feature > 0
 
     def validate(self, where: str) -> None:
         _check(self.discretization >= 2, where, "discretization", "must be >= 2")
@@ -576,8 +585,8 @@ def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -
     _check(run.window.frames >= 2, where, "window.frames", "needs >= 2 for L_temp")
     _check(run.model.viseme_window == 2 * run.window.viseme_context + 1, where,
            "model.viseme_window", "must equal 2 * window.viseme_context + 1")
-    _check(run.loss.sync == 0 or run.sync_expert is not None, where, "sync_expert",
-           "is needed when loss.sync > 0")
+    _check(not run.loss.needs_sync_expert() or run.sync_expert is not None, where,
+           "sync_expert", "is needed when loss.sync (or the student's loss.mouth_feature) > 0")
 
 
 def _check(ok: bool, where: str, key: str, message: str) -> None:

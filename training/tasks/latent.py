@@ -23,7 +23,7 @@ from training.losses import (
 )
 from training.models.autoencoder import LATENT_LIMIT
 from training.models.loading import load_frozen
-from training.tasks.sync import sync_loss
+from training.tasks.sync import sync_feature_gap, sync_loss
 
 
 class LatentTask:
@@ -73,7 +73,8 @@ class LatentTask:
         that the ground truth does not have (``leak``: where x_t says nothing of the head's
         motion, its best value is no change, so it stops viseme changes moving the rest of
         the face), how much more or less the mouth moves than the truth's
-        (``mouth_motion``), and with a sync expert the sync term."""
+        (``mouth_motion``), and with a sync expert the sync term and ``mouth_feature``, the
+        distance between its activations on the decoded and the true mouth windows."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         image = self.autoencoder.decode(z).unflatten(0, (b, n))
@@ -88,4 +89,6 @@ class LatentTask:
                  "mouth_motion": mouth_motion_gap(image, frames, masks)}
         if self.sync is not None:
             terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
+            terms["mouth_feature"] = sync_feature_gap(self.sync, image, frames,
+                                                      batch["mouth_boxes"])
         return terms

@@ -22,6 +22,7 @@ from training.config import SyncRunConfig, WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
 from training.data.media import SAMPLE_RATE
+from training.models.blocks import standardise
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
 
 MEL = MelConfig()
@@ -108,6 +109,29 @@ def sync_loss(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor,
                         expert.config.crop).unflatten(0, (b, n))
     mel = audio_windows(audio[:, :n * (SAMPLE_RATE // fps)].cpu(), n, 0, fps)[:, 0]
     return 1 - (expert.embed_video(crops) * expert.embed_audio(mel.to(images.device))).sum(1)
+
+
+def sync_feature_gap(expert: SyncExpert, images: torch.Tensor, truth: torch.Tensor,
+                     boxes: torch.Tensor) -> torch.Tensor:
+    """Per sample [B]: the distance between the expert's video-trunk activations (after each
+    stage, unit-normalised over channels, as in LPIPS) for the decoded and the true mouth
+    windows of the first ``expert.config.frames`` frames. images, truth: [B, T, 3, H, W]."""
+    n = expert.config.frames
+    b = images.shape[0]
+
+    def crops(x: torch.Tensor) -> torch.Tensor:
+        return mouth_crops(x[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
+                           expert.config.crop).unflatten(0, (b, n))
+
+    gap = images.new_zeros(b)
+    x, y = standardise(crops(images)), standardise(crops(truth))
+    for layer in expert.video:
+        if isinstance(layer, nn.AdaptiveAvgPool2d):
+            break
+        x, y = layer(x), layer(y)
+        if isinstance(layer, nn.SiLU):
+            gap = gap + (F.normalize(x, dim=1) - F.normalize(y, dim=1)).pow(2).sum(1).mean((1, 2))
+    return gap
 
 
 def sync_metrics(distances: torch.Tensor, max_offset: int) -> dict[str, float]:

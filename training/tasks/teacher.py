@@ -36,7 +36,7 @@ class TeacherTask(LatentTask):
         self.model = Denoiser(config.model, PREDICTION["teacher"])
         super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
                          config.train.seed, config.items_per_clip,
-                         config.sync_expert if config.loss.sync > 0 else None)
+                         config.sync_expert if config.loss.needs_sync_expert() else None)
 
     def _times(self, cross: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         lo = torch.where(cross, torch.tensor(self.config.loss.cross_t_min),
@@ -59,9 +59,9 @@ class TeacherTask(LatentTask):
         reg = self.regularisers(x0_hat, batch, ident)
         l_id = (weight * reg["identity"]).mean()
         # cross-identity samples have no ground truth (and their audio belongs to the driving
-        # clip): every other term counts real samples only. leak and mouth_motion are only
-        # watched: a teacher that moves the face with the visemes passes that to its student
-        # (docs/notes.md session 6)
+        # clip): every other term counts real samples only. leak, mouth_motion and
+        # mouth_feature are only watched: a teacher that moves the face with the visemes
+        # passes that to its student (docs/notes.md session 6)
         on_real = {key: (weight * real * term).mean() for key, term in reg.items()
                    if key != "identity"}
         total = (l_noise + cfg.identity * l_id + cfg.temporal * on_real["temporal"]
