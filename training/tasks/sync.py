@@ -113,25 +113,30 @@ def sync_loss(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor,
 
 def sync_feature_gap(expert: SyncExpert, images: torch.Tensor, truth: torch.Tensor,
                      boxes: torch.Tensor) -> torch.Tensor:
-    """Per sample [B]: the distance between the expert's video-trunk activations (after each
-    stage, unit-normalised over channels, as in LPIPS) for the decoded and the true mouth
-    windows of the first ``expert.config.frames`` frames. images, truth: [B, T, 3, H, W]."""
+    """Per sample [B]: the distance between the expert's video-trunk activations for the
+    decoded and the true mouth windows of the first ``expert.config.frames`` frames: after
+    each SiLU of the trunk (two per stage), unit-normalised over channels, squared
+    distance summed over channels and averaged over positions, as LPIPS does.
+    images, truth: [B, T, 3, H, W]; boxes: [B, T, 4]."""
     n = expert.config.frames
     b = images.shape[0]
 
-    def crops(x: torch.Tensor) -> torch.Tensor:
-        return mouth_crops(x[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
-                           expert.config.crop).unflatten(0, (b, n))
+    def activations(frames: torch.Tensor) -> list[torch.Tensor]:
+        x = standardise(mouth_crops(frames[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
+                                    expert.config.crop).unflatten(0, (b, n)))
+        out = []
+        for layer in expert.video:
+            if isinstance(layer, nn.AdaptiveAvgPool2d):
+                break
+            x = layer(x)
+            if isinstance(layer, nn.SiLU):
+                out.append(F.normalize(x, dim=1))
+        return out
 
-    gap = images.new_zeros(b)
-    x, y = standardise(crops(images)), standardise(crops(truth))
-    for layer in expert.video:
-        if isinstance(layer, nn.AdaptiveAvgPool2d):
-            break
-        x, y = layer(x), layer(y)
-        if isinstance(layer, nn.SiLU):
-            gap = gap + (F.normalize(x, dim=1) - F.normalize(y, dim=1)).pow(2).sum(1).mean((1, 2))
-    return gap
+    with torch.no_grad():
+        target = activations(truth)
+    gaps = [(a - t).pow(2).sum(1).mean((1, 2)) for a, t in zip(activations(images), target)]
+    return torch.stack(gaps).sum(0)
 
 
 def sync_metrics(distances: torch.Tensor, max_offset: int) -> dict[str, float]:
