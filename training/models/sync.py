@@ -30,6 +30,18 @@ class SyncExpert(nn.Module):
         """crops: [B, frames, crop, crop] grey in [-1, 1] -> [B, dim] unit vectors."""
         return F.normalize(self.video(standardise(crops)), dim=1)
 
+    def video_activations(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        """crops as embed_video -> the video trunk's activations after each SiLU (two per
+        stage, before the pooling), each unit-normalised over channels [B, C, h, w]."""
+        x, out = standardise(crops), []
+        for layer in self.video:
+            if isinstance(layer, nn.AdaptiveAvgPool2d):
+                break
+            x = layer(x)
+            if isinstance(layer, nn.SiLU):
+                out.append(F.normalize(x, dim=1))
+        return out
+
 
 def mouth_crops(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Differentiable crop-and-resize of each image's box, grey.

@@ -22,7 +22,6 @@ from training.config import SyncRunConfig, WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest
 from training.data.media import SAMPLE_RATE
-from training.models.blocks import standardise
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
 
 MEL = MelConfig()
@@ -98,45 +97,37 @@ class SyncTask:
         """Nothing to measure: the expert is used frozen as trained."""
 
 
+def mouth_windows(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor
+                  ) -> torch.Tensor:
+    """The expert's input: grey mouth crops of the first ``expert.config.frames`` frames.
+    images: [B, T, 3, H, W]; boxes: [B, T, 4] -> [B, frames, crop, crop]."""
+    n = expert.config.frames
+    return mouth_crops(images[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
+                       expert.config.crop).unflatten(0, (images.shape[0], n))
+
+
 def sync_loss(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor,
               audio: torch.Tensor, fps: int = 25) -> torch.Tensor:
     """The sync term of the denoiser losses, per sample [B]: 1 - cosine between the expert's
     embedding of the first ``expert.config.frames`` decoded frames' mouths and of the audio
     under them. images: [B, T, 3, H, W]; boxes: [B, T, 4]; audio: [B, T * SAMPLE_RATE/fps]."""
     n = expert.config.frames
-    b = images.shape[0]
-    crops = mouth_crops(images[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
-                        expert.config.crop).unflatten(0, (b, n))
+    crops = mouth_windows(expert, images, boxes)
     mel = audio_windows(audio[:, :n * (SAMPLE_RATE // fps)].cpu(), n, 0, fps)[:, 0]
     return 1 - (expert.embed_video(crops) * expert.embed_audio(mel.to(images.device))).sum(1)
 
 
 def sync_feature_gap(expert: SyncExpert, images: torch.Tensor, truth: torch.Tensor,
                      boxes: torch.Tensor) -> torch.Tensor:
-    """Per sample [B]: the distance between the expert's video-trunk activations for the
-    decoded and the true mouth windows of the first ``expert.config.frames`` frames: after
-    each SiLU of the trunk (two per stage), unit-normalised over channels, squared
-    distance summed over channels and averaged over positions, as LPIPS does.
-    images, truth: [B, T, 3, H, W]; boxes: [B, T, 4]."""
-    n = expert.config.frames
-    b = images.shape[0]
-
-    def activations(frames: torch.Tensor) -> list[torch.Tensor]:
-        x = standardise(mouth_crops(frames[:, :n].flatten(0, 1), boxes[:, :n].flatten(0, 1),
-                                    expert.config.crop).unflatten(0, (b, n)))
-        out = []
-        for layer in expert.video:
-            if isinstance(layer, nn.AdaptiveAvgPool2d):
-                break
-            x = layer(x)
-            if isinstance(layer, nn.SiLU):
-                out.append(F.normalize(x, dim=1))
-        return out
-
+    """Per sample [B]: the distance between the expert's video-trunk activations
+    (SyncExpert.video_activations) for the decoded and the true mouth windows: squared
+    distance summed over channels, averaged over positions, summed over layers, as LPIPS
+    does. images, truth: [B, T, 3, H, W]; boxes: [B, T, 4]."""
     with torch.no_grad():
-        target = activations(truth)
-    gaps = [(a - t).pow(2).sum(1).mean((1, 2)) for a, t in zip(activations(images), target)]
-    return torch.stack(gaps).sum(0)
+        target = expert.video_activations(mouth_windows(expert, truth, boxes))
+    decoded = expert.video_activations(mouth_windows(expert, images, boxes))
+    return torch.stack([(a - t).pow(2).sum(1).mean((1, 2))
+                        for a, t in zip(decoded, target)]).sum(0)
 
 
 def sync_metrics(distances: torch.Tensor, max_offset: int) -> dict[str, float]:
