@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import generate_graph
-from edge_runtime.schedule import StepSchedule
+from edge_runtime.render.schedule import StepSchedule
 from export.graphs import STEP_INPUTS, GenerateGraph, ReferenceGraph, StepGraph, generate_inputs
 from training.config import VisemeRecognizerConfig
 from training.data.manifest import Manifest

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_runtime.schedule import T_MAX, StepSchedule, uniform_schedule
+from edge_runtime.render.schedule import T_MAX, StepSchedule, uniform_schedule
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from calibration.schedule_search import coordinate_search
-from edge_runtime.schedule import START_MODES, StepSchedule, log_snr_grid, uniform_schedule
+from edge_runtime.render.schedule import START_MODES, StepSchedule, log_snr_grid, uniform_schedule
 from training.atomic import atomic_path, write_text
 from training.config import StudentRunConfig, from_dict
 from training.data.manifest import Manifest

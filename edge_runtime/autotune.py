@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import Bundle, BundleError
-from edge_runtime.renderer import BACKEND_PREFIX, SAMPLERS, Renderer
+from edge_runtime.render.renderer import BACKEND_PREFIX, SAMPLERS, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _speech_like(seconds: float) -> np.ndarray:
 def measure(bundle: Bundle, root: Path, candidate: Candidate, steps: int, mode: str,
             frames: int = 30, warmup: int = 5) -> Measurement:
     """Whole-frame wall time of ``candidate``; ``frames`` timed after ``warmup``."""
-    from edge_runtime.viseme_stream import LearnedRecognizer, VisemeStream
+    from edge_runtime.visemes.stream import LearnedRecognizer, VisemeStream
 
     renderer = Renderer(bundle, root, steps, candidate.backend, candidate.precision,
                         candidate.threads, mode, sampler=candidate.sampler)

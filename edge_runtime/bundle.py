@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from edge_runtime.audio_features import MelConfig
+from edge_runtime.audio.features import MelConfig
 from edge_runtime.dataio import DataError, from_dict, read_yaml, to_dict
-from edge_runtime.schedule import StepSchedule
-from edge_runtime.visemes import VISEMES
+from edge_runtime.render.schedule import StepSchedule
+from edge_runtime.visemes.vocabulary import VISEMES
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.yaml"
@@ -105,7 +105,7 @@ class Bundle:
     fps: int
     latent: LatentSpec
     visemes: tuple[str, ...]
-    """Viseme vocabulary, in token order (must equal edge_runtime.visemes.VISEMES)."""
+    """Viseme vocabulary, in token order (must equal edge_runtime.visemes.vocabulary.VISEMES)."""
     viseme_context: int
     """The step graphs see tokens t-context..t+context."""
     audio: MelConfig
@@ -121,7 +121,7 @@ class Bundle:
     """Present when the bundle has a ``visemes`` graph (tsd export --visemes)."""
     face_margin: float = 0.35
     """Margin around a detected face when cropping a reference photo: the framing of the
-    training frames, measured on them at export (edge_runtime.face_crop.framing_margin)."""
+    training frames, measured on them at export (edge_runtime.face.detect.framing_margin)."""
     int8_plan: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """backend (onnx, tflite) -> graph kind (GRAPH_KINDS) -> int8 or fp32:
     what ``--precision int8`` runs; graphs whose int8 version alone lost more than the

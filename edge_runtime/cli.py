@@ -20,25 +20,26 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.audio_io import AudioError, read_audio_file, read_stdin_pcm
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.audio.files import AudioError, read_audio_file, read_stdin_pcm
+from edge_runtime.audio.mic import MicrophoneSource
 from edge_runtime.autotune import autotune, write_choice
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
-from edge_runtime.emit import open_emitter
 from edge_runtime.errors import report
-from edge_runtime.hybrid import LatentSender
-from edge_runtime.mic import MicrophoneSource
+from edge_runtime.hybrid.sender import LatentSender
+from edge_runtime.hybrid.wire import read_key
+from edge_runtime.output.sinks import open_sink
 from edge_runtime.pipeline import Pipeline
-from edge_runtime.renderer import (
+from edge_runtime.render.renderer import (
     BACKEND_PREFIX,
     SAMPLERS,
     PhotoError,
     Renderer,
     prepare_reference,
 )
-from edge_runtime.sdnotify import Notifier
-from edge_runtime.settings import (
+from edge_runtime.service.sdnotify import Notifier
+from edge_runtime.service.settings import (
     SYSTEM_CONFIG,
     EdgeSettings,
     default_bundle,
@@ -47,15 +48,14 @@ from edge_runtime.settings import (
     load_layers,
     user_config,
 )
-from edge_runtime.sinks import open_sink
-from edge_runtime.sphinx import PocketsphinxRecognizer
-from edge_runtime.viseme_stream import (
+from edge_runtime.visemes.emit import open_emitter
+from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
+from edge_runtime.visemes.stream import (
     FileRecognizer,
     LearnedRecognizer,
     SilentRecognizer,
     VisemeStream,
 )
-from edge_runtime.wire import read_key
 
 log = logging.getLogger("edge-run")
 SPHINX_LOOKAHEAD = 3
@@ -64,7 +64,7 @@ SPHINX_LOOKAHEAD = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """Every setting has a flag; a flag not given leaves the config files' value (defaults
-    in edge_runtime.settings.EdgeSettings)."""
+    in edge_runtime.service.settings.EdgeSettings)."""
     parser = argparse.ArgumentParser(
         prog="edge-run", description="Render a talking face from speech with a TempoSync "
         "bundle (numpy + onnxruntime/LiteRT). Output is synthetic media. Settings come from "

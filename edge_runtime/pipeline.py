@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.renderer import Renderer
-from edge_runtime.sinks import Sink
-from edge_runtime.viseme_stream import VisemeEvent, VisemeStream
-from edge_runtime.visemes import SIL
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.output.sinks import Sink
+from edge_runtime.render.renderer import Renderer
+from edge_runtime.visemes.stream import VisemeEvent, VisemeStream
+from edge_runtime.visemes.vocabulary import SIL
 
 CHUNK_S = 0.02
 """Audio is fed in 20 ms chunks (a typical capture block)."""
@@ -219,7 +219,7 @@ class Pipeline:
 
     def run_live(self, source, stop: threading.Event, duration_s: float | None = None,
                  keep_audio: bool = True, idle_s: float = 0.005) -> Stats:
-        """Capture from ``source`` (edge_runtime.mic.MicrophoneSource) until ``stop`` is set
+        """Capture from ``source`` (edge_runtime.audio.mic.MicrophoneSource) until ``stop`` is set
         or ``duration_s`` has passed; frames at the pace the audio arrives."""
         start = time.monotonic()
         kept: list[np.ndarray] = []

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from calibration.capture import Captured, capture, capture_visemes
-from edge_runtime.audio_features import MelConfig
+from edge_runtime.audio.features import MelConfig
 from edge_runtime.backends import OnnxSession, TFLiteSession
 from edge_runtime.bundle import (
     NOTICE,
@@ -34,9 +34,9 @@ from edge_runtime.bundle import (
     sha256_file,
     write_bundle_yaml,
 )
-from edge_runtime.face_crop import framing_margin
-from edge_runtime.schedule import StepSchedule, uniform_schedule
-from edge_runtime.visemes import VISEMES
+from edge_runtime.face.detect import framing_margin
+from edge_runtime.render.schedule import StepSchedule, uniform_schedule
+from edge_runtime.visemes.vocabulary import VISEMES
 from export import macs
 from export.graphs import (
     DecoderGraph,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_runtime.schedule import StepSchedule, log_snr
+from edge_runtime.render.schedule import StepSchedule, log_snr
 
 STEP_INPUTS = ("x", "noise_level", "ref_latent", "identity", "visemes")
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import load_bundle, write_bundle_yaml
-from edge_runtime.renderer import Renderer
+from edge_runtime.render.renderer import Renderer
 from training.atomic import write_text
 from training.data.manifest import Manifest
 from training.eval.clips import EvalClip, load_clips, viseme_context

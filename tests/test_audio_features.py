@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.audio_features import MelConfig, StreamingLogMel, log_mel, mel_filterbank
+from edge_runtime.audio.features import MelConfig, StreamingLogMel, log_mel, mel_filterbank
 
 CFG = MelConfig()
 

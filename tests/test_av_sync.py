@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from edge_runtime.sinks import Mp4Sink
+from edge_runtime.output.sinks import Mp4Sink
 
 FPS = 25
 SECONDS = 300

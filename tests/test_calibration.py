@@ -10,7 +10,7 @@ import torch
 
 from calibration.schedule_search import coordinate_search
 from calibration.schedules import calibrate
-from edge_runtime.schedule import T_MAX, StepSchedule, uniform_schedule
+from edge_runtime.render.schedule import T_MAX, StepSchedule, uniform_schedule
 from training.data.manifest import read_manifest
 
 

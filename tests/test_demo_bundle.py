@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from edge_runtime.bundle import VARIANTS, load_bundle
-from edge_runtime.renderer import Renderer
+from edge_runtime.render.renderer import Renderer
 from training.config import SynthConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_runtime.schedule import T_MAX, StepSchedule, alpha_bar, log_snr, uniform_schedule
+from edge_runtime.render.schedule import T_MAX, StepSchedule, alpha_bar, log_snr, uniform_schedule
 from training.diffusion.samplers import (
     abar,
     consistency_sample,

@@ -110,8 +110,8 @@ def test_the_runtime_step_loop_matches_the_torch_sampler(tiny_bundle, tiny_stude
     """edge_runtime's StepLoop over the exported step graph == export's GenerateGraph in
     torch, for either inference start (tests/test_runtime.py checks it against generate_K)."""
     from calibration.schedules import load_student
-    from edge_runtime.renderer import StepLoop
-    from edge_runtime.schedule import StepSchedule
+    from edge_runtime.render.renderer import StepLoop
+    from edge_runtime.render.schedule import StepSchedule
     from export.graphs import GenerateGraph
 
     bundle, root = load_bundle(tiny_bundle)
@@ -275,7 +275,7 @@ def test_export_unrolls_only_the_step_counts_asked_for(tiny_student, tiny_datase
     """`tsd export --unrolled 2`: generate_2 only; the runtime runs 4 steps as calls of the
     step graph (and autotune offers the unrolled sampler only where it exists)."""
     from edge_runtime.autotune import candidates
-    from edge_runtime.renderer import Renderer, sampler_macs
+    from edge_runtime.render.renderer import Renderer, sampler_macs
     from export.bundle import export_bundle
     from training.data.manifest import read_manifest
 

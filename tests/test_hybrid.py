@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.hybrid import LatentSender
-from edge_runtime.receiver import Receiver
-from edge_runtime.wire import (
+from edge_runtime.hybrid.receiver import Receiver
+from edge_runtime.hybrid.sender import LatentSender
+from edge_runtime.hybrid.wire import (
     HEADER,
     MAX_MESSAGE,
     PREFIX,
@@ -191,7 +191,7 @@ def test_edge_run_hybrid_to_edge_receive_end_to_end(tiny_bundle, tiny_dataset, t
     import json
 
     from edge_runtime.cli import main as edge_run
-    from edge_runtime.receiver import main as edge_receive
+    from edge_runtime.hybrid.receiver import main as edge_receive
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.mic import BLOCK, MicrophoneSource
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.audio.mic import BLOCK, MicrophoneSource
 
 
 class FakeInputStream:
@@ -123,10 +123,10 @@ def test_live_pipeline_renders_from_the_fake_microphone(tiny_bundle, tiny_datase
     import json
 
     from edge_runtime.bundle import load_bundle
+    from edge_runtime.output.sinks import open_sink
     from edge_runtime.pipeline import Pipeline
-    from edge_runtime.renderer import Renderer, prepare_reference
-    from edge_runtime.sinks import open_sink
-    from edge_runtime.viseme_stream import SilentRecognizer, VisemeStream
+    from edge_runtime.render.renderer import Renderer, prepare_reference
+    from edge_runtime.visemes.stream import SilentRecognizer, VisemeStream
     from training.data.media import read_wav
 
     bundle, root = load_bundle(tiny_bundle)

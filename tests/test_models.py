@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge_runtime.schedule import T_MAX, log_snr
+from edge_runtime.render.schedule import T_MAX, log_snr
 from training.config import AutoencoderConfig, DenoiserConfig, IdentityEncoderConfig
 from training.models.autoencoder import Autoencoder
 from training.models.denoiser import Denoiser

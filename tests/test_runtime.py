@@ -14,11 +14,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.audio_io import AudioError, read_audio_file, resample
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.audio.files import AudioError, read_audio_file, resample
 from edge_runtime.cli import main
-from edge_runtime.viseme_stream import FileRecognizer, PauseRules, SilentRecognizer, VisemeStream
-from edge_runtime.visemes import SIL
+from edge_runtime.visemes.stream import FileRecognizer, PauseRules, SilentRecognizer, VisemeStream
+from edge_runtime.visemes.vocabulary import SIL
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE, channels: int = 1,
@@ -229,7 +229,7 @@ def test_eval_visemes_compares_streaming_with_whole_utterance(tiny_bundle, tiny_
 @pytest.fixture(autouse=True)
 def isolated_config(tmp_path, monkeypatch):
     """No system or user edge.yaml of this machine leaks into the tests."""
-    import edge_runtime.settings as settings
+    import edge_runtime.service.settings as settings
 
     monkeypatch.setattr(settings, "SYSTEM_CONFIG", tmp_path / "etc" / "edge.yaml")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
@@ -254,7 +254,7 @@ def test_settings_layer_system_user_explicit_and_flags(isolated_config, capsys):
 
 
 def test_a_bad_setting_names_its_file_and_key(isolated_config, capsys, monkeypatch):
-    import edge_runtime.settings as settings
+    import edge_runtime.service.settings as settings
 
     monkeypatch.setattr(settings, "SOURCE_TREE", isolated_config / "no-tree")  # no built-in
     monkeypatch.setattr(settings, "SERVICE_STATE", isolated_config / "no-state")  # bundle
@@ -288,7 +288,7 @@ def test_viseme_stream_goes_to_a_udp_port(tiny_bundle, tiny_dataset):
 def test_step_sampler_gives_the_unrolled_graphs_frame(tiny_bundle, steps):
     """K calls of the one-step graph with the schedule applied in numpy == generate_K."""
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.renderer import Renderer
+    from edge_runtime.render.renderer import Renderer
 
     bundle, root = load_bundle(tiny_bundle)
     unrolled = Renderer(bundle, root, steps, threads=1)
@@ -320,7 +320,7 @@ def test_autotune_measures_every_variant_and_writes_the_fastest(tiny_bundle, tmp
 def test_a_long_stream_keeps_bounded_memory_and_the_same_visemes(tiny_bundle, monkeypatch):
     """60 s through the learned recogniser in 20 ms pushes: the stream forgets old log-mel
     frames (bounded memory and cost in a service) without changing a single decision."""
-    import edge_runtime.viseme_stream as vs
+    import edge_runtime.visemes.stream as vs
     from edge_runtime.backends import open_graph
     from edge_runtime.bundle import load_bundle
 
@@ -350,7 +350,7 @@ def test_a_long_stream_keeps_bounded_memory_and_the_same_visemes(tiny_bundle, mo
 def test_pocketsphinx_recognises_real_speech_and_rests_in_silence(tiny_dataset, tmp_path):
     """pocketsphinx on the dataset's (espeak-ng) speech, streaming through the device's
     VisemeStream: far better than all-sil, silence at rest, 160 ms sound-to-viseme."""
-    from edge_runtime.sphinx import PocketsphinxRecognizer
+    from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
     from training.data.manifest import read_manifest
     from training.data.media import read_wav
 
@@ -389,7 +389,7 @@ def test_built_in_defaults_are_the_demo_bundle_and_the_example_face(tiny_bundle,
     example face (here a stand-in tree); full mode's default sink is the live page."""
     import shutil
 
-    import edge_runtime.settings as settings
+    import edge_runtime.service.settings as settings
 
     tree = tmp_path / "tree"
     shutil.copytree(tiny_bundle, tree / "bundles" / "demo")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.sdnotify import Notifier
+from edge_runtime.service.sdnotify import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -146,7 +146,7 @@ def test_the_units_keep_an_ok_exposure_score():
 
 def test_the_default_config_is_valid_edge_run_settings():
     from edge_runtime.dataio import from_dict, read_yaml
-    from edge_runtime.settings import EdgeSettings
+    from edge_runtime.service.settings import EdgeSettings
 
     settings = from_dict(EdgeSettings, read_yaml(REPO / "systemd" / "edge.yaml", "config"))
     assert settings.audio == "mic" and settings.bundle.startswith("/var/lib/temposync")

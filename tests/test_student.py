@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from edge_runtime.schedule import log_snr, log_snr_grid, times_at_log_snr, uniform_schedule
+from edge_runtime.render.schedule import log_snr, log_snr_grid, times_at_log_snr, uniform_schedule
 from training.config import StudentRunConfig, load_config
 from training.data.manifest import read_manifest
 from training.tasks.student import StudentTask

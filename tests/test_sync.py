@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_runtime.audio_features import log_mel
+from edge_runtime.audio.features import log_mel
 from training.config import SyncExpertConfig
 from training.models.sync import SyncExpert, mouth_crops, sync_distances
 from training.tasks.sync import MEL, audio_windows, sync_feature_gap, sync_metrics

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.visemes import NUM_VISEMES, SIL, VISEMES, viseme_id
+from edge_runtime.visemes.vocabulary import NUM_VISEMES, SIL, VISEMES, viseme_id
 from training.config import SynthConfig
 from training.data import face
 from training.data.alignment import Segment

@@ -22,14 +22,14 @@ import wave
 import numpy as np
 import pytest
 
-from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import load_bundle
+from edge_runtime.hybrid.wire import PREFIX, LatentMessage, decode, encode
+from edge_runtime.output.sinks import NullSink
 from edge_runtime.pipeline import Pipeline
-from edge_runtime.renderer import BACKEND_PREFIX, Renderer, sampler_macs
-from edge_runtime.sinks import NullSink
-from edge_runtime.viseme_stream import LearnedRecognizer, SilentRecognizer, VisemeStream
-from edge_runtime.wire import PREFIX, LatentMessage, decode, encode
+from edge_runtime.render.renderer import BACKEND_PREFIX, Renderer, sampler_macs
+from edge_runtime.visemes.stream import LearnedRecognizer, SilentRecognizer, VisemeStream
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tflite", "fp32"),
             ("tflite", "int8")]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.visemes import SIL, VISEME_INDEX, arpabet_to_viseme, espeak_to_viseme
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.visemes.vocabulary import SIL, VISEME_INDEX, arpabet_to_viseme, espeak_to_viseme
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_runtime.visemes import SIL
+from edge_runtime.visemes.vocabulary import SIL
 from training.config import WindowConfig
 from training.data.flow import upsample_flow
 from training.data.manifest import ClipRecord, Manifest

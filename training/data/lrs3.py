@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.face_crop import centre_box, crop, detect_face, square_box
+from edge_runtime.face.detect import centre_box, crop, detect_face, square_box
 from training.atomic import atomic_dir
 from training.config import Lrs3Config
 from training.data.alignment import Segment, align_transcript, frame_visemes, phones_from_word_times

@@ -6,7 +6,7 @@ Row fields (paths relative to the manifest's folder):
 - ``fps`` (int), ``frame_count`` (int), ``size`` (int: frame width = height)
 - ``frames``: folder of ``000000.png``... RGB frames
 - ``audio``: 16 kHz mono 16-bit wav, ``frame_count / fps`` seconds long (within one frame)
-- ``visemes``: ``.npy`` int16 [frame_count] viseme ids (edge_runtime.visemes)
+- ``visemes``: ``.npy`` int16 [frame_count] viseme ids (edge_runtime.visemes.vocabulary)
 - optional ``mouth_boxes``: ``.npy`` float32 [frame_count, 4] x0, y0, x1, y1 in pixels
 - optional ``flow``: ``.npy`` float16 [frame_count - 1, size/s, size/s, 2] with
   ``flow_stride`` s; flow from frame t to t+1 in full-resolution pixels
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.visemes import NUM_VISEMES
+from edge_runtime.visemes.vocabulary import NUM_VISEMES
 from training.atomic import atomic_path
 from training.data.media import SAMPLE_RATE, MediaError, count_frames, wav_info
 from training.errors import UserError

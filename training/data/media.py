@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
-from edge_runtime.audio_features import SAMPLE_RATE
-from edge_runtime.sinks import Mp4Writer
+from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.output.sinks import Mp4Writer
 from training.atomic import atomic_path
 from training.errors import UserError
 
@@ -108,7 +108,7 @@ def read_frames(directory: Path, start: int = 0, count: int | None = None) -> np
 def write_mp4(path: str | Path, frames_rgb: np.ndarray, fps: int,
               audio: np.ndarray | None = None, rate: int = SAMPLE_RATE, crf: int = 18) -> None:
     """H.264 video (+ AAC audio) mp4, atomically. frames_rgb: [T, H, W, 3] uint8 (even H, W).
-    The runtime's writer (edge_runtime.sinks), so host previews and device output match."""
+    The runtime's writer (edge_runtime.output.sinks), so host previews and device output match."""
     writer = Mp4Writer(path, fps, crf, audio_rate=None if audio is None else rate)
     try:
         for frame in frames_rgb:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.visemes import NUM_VISEMES, VISEME_INDEX
+from edge_runtime.visemes.vocabulary import NUM_VISEMES, VISEME_INDEX
 from training.data.alignment import Segment
 
 MOUTH_PARAMS = ("open", "width", "round", "closure", "teeth_lip", "tongue_out",

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.visemes import VISEMES
+from edge_runtime.visemes.vocabulary import VISEMES
 from training.atomic import atomic_path
 from training.data.manifest import ClipRecord, Manifest
 from training.data.media import read_frames, read_wav, write_mp4

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import espeakng_loader
 import numpy as np
 
-from edge_runtime.visemes import ESPEAK_STRESS_MARKS, ESPEAK_TO_VISEME, espeak_to_viseme
+from edge_runtime.visemes.vocabulary import ESPEAK_STRESS_MARKS, ESPEAK_TO_VISEME, espeak_to_viseme
 from training.data.alignment import Segment
 from training.data.media import SAMPLE_RATE, resample
 
@@ -33,7 +33,7 @@ _EVENT_PHONEME = 7
 _PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE, _PARAM_WORDGAP = 1, 3, 4, 7
 
 ENGLISH_VOICES = ("en-us", "en")
-"""Base voices whose phoneme tables (en-us -> en -> base1) edge_runtime.visemes covers."""
+"""Base voices whose phoneme tables (en-us -> en -> base1) the viseme vocabulary covers."""
 
 VOICE_VARIANTS = (
     "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "Alex", "Andy",

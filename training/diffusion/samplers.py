@@ -1,4 +1,4 @@
-"""Samplers take (model, x, schedule): the schedule is explicit data (edge_runtime.schedule).
+"""Samplers take (model, x, schedule): the schedule is explicit data (edge_runtime.render.schedule).
 
 Models are closures over their conditioning: ``eps_model(x, t) -> eps`` for the teacher,
 ``x0_model(x, t) -> x0`` for consistency sampling. ``t`` is a float tensor [B] in (0, 1).
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from edge_runtime.schedule import StepSchedule, alpha_bar, log_snr
+from edge_runtime.render.schedule import StepSchedule, alpha_bar, log_snr
 from training.models.autoencoder import LATENT_LIMIT
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

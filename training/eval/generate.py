@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edge_runtime.schedule import StepSchedule, uniform_schedule
+from edge_runtime.render.schedule import StepSchedule, uniform_schedule
 from training.diffusion.samplers import (
     consistency_sample,
     ddim_sample,

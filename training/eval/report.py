@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edge_runtime.schedule import StepSchedule, uniform_schedule
-from edge_runtime.visemes import VISEMES
+from edge_runtime.render.schedule import StepSchedule, uniform_schedule
+from edge_runtime.visemes.vocabulary import VISEMES
 from training.atomic import write_text
 from training.config import EvalConfig, SyncRunConfig, from_dict
 from training.data.manifest import Manifest

@@ -3,7 +3,7 @@ utterance, through the runtime's own code (``tsd eval-visemes``).
 
 - whole utterance: the recogniser decides every frame from the complete audio, no voice
   activity gating (what an offline decoder of the utterance gives);
-- streaming: edge_runtime.viseme_stream.VisemeStream fed 20 ms chunks (the device's path,
+- streaming: edge_runtime.visemes.stream.VisemeStream fed 20 ms chunks (the device's path,
   with gating and pause rules), deciding each frame as soon as its look-ahead has arrived;
 - ``none``: every frame ``sil`` (the trivial baseline).
 The issue's bar: streaming keeps at least 95% of the whole-utterance accuracy with at most
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE, log_mel
+from edge_runtime.audio.features import SAMPLE_RATE, log_mel
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.pipeline import CHUNK_S
-from edge_runtime.sphinx import PocketsphinxRecognizer
-from edge_runtime.viseme_stream import LearnedRecognizer, VisemeStream
-from edge_runtime.visemes import SIL
+from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
+from edge_runtime.visemes.stream import LearnedRecognizer, VisemeStream
+from edge_runtime.visemes.vocabulary import SIL
 from training.atomic import write_text
 from training.data.manifest import Manifest
 from training.data.media import read_wav

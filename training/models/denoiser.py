@@ -2,7 +2,7 @@
 
 Inputs (batch B, latent C x h x w = 4 x 16 x 16 at 128 px, W = 2 * viseme_context + 1):
   x_t [B, C, h, w]       noisy latent
-  noise_level [B]        log-SNR of the time (edge_runtime.schedule.log_snr), so the schedule
+  noise_level [B]        log-SNR of the time (edge_runtime.render.schedule.log_snr), so the schedule
                          math stays in one numpy module and the graph needs none of it
   ref [B, C, h, w]       reference latent, concatenated with x_t (who to look like)
   identity [B, D_id]     identity embedding of the reference (FiLM; eq 8's anchor)
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.visemes import NUM_VISEMES
+from edge_runtime.visemes.vocabulary import NUM_VISEMES
 from training.config import DenoiserConfig
 from training.models.blocks import conv3
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edge_runtime.visemes import VISEMES
+from edge_runtime.visemes.vocabulary import VISEMES
 from training.config import LipReaderConfig
 from training.models.blocks import conv_encoder, standardise
 

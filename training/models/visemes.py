@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edge_runtime.visemes import VISEMES
+from edge_runtime.visemes.vocabulary import VISEMES
 from training.config import VisemeRecognizerConfig
 from training.models.sync import MEL_CENTRE, MEL_SPREAD
 
@@ -35,6 +35,6 @@ class VisemeRecognizer(nn.Module):
         self.head = nn.Linear(cin * steps, len(VISEMES))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel: [B, W, n_mels] log-mel (edge_runtime.audio_features) -> logits [B, 15]."""
+        """mel: [B, W, n_mels] log-mel (edge_runtime.audio.features) -> logits [B, 15]."""
         x = (mel.transpose(1, 2) + MEL_CENTRE) / MEL_SPREAD
         return self.head(self.trunk(x).flatten(1))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.visemes import VISEMES
+from edge_runtime.visemes.vocabulary import VISEMES
 from training.config import LipReadRunConfig, WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.schedule import StepSchedule, log_snr_grid, uniform_schedule
+from edge_runtime.render.schedule import StepSchedule, log_snr_grid, uniform_schedule
 from training.config import StudentRunConfig
 from training.data.manifest import Manifest
 from training.diffusion.samplers import (

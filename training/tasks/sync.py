@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.audio_features import MelConfig, log_mel
+from edge_runtime.audio.features import MelConfig, log_mel
 from training.config import SyncRunConfig, WindowConfig
 from training.data.dataset import TalkingFaceDataset
 from training.data.manifest import Manifest

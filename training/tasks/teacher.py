@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.schedule import T_MAX
+from edge_runtime.render.schedule import T_MAX
 from training.config import TeacherRunConfig
 from training.data.manifest import Manifest
 from training.diffusion.samplers import abar, eps_to_x0, q_sample

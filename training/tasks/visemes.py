@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from edge_runtime.audio_features import MelConfig, log_mel
+from edge_runtime.audio.features import MelConfig, log_mel
 from training.config import VisemeRecognizerConfig, VisemeRunConfig
 from training.data.manifest import ClipRecord, Manifest
 from training.data.media import read_wav

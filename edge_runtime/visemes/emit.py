@@ -7,8 +7,8 @@ import socket
 import sys
 from collections.abc import Callable
 
-from edge_runtime.hybrid import parse_address
-from edge_runtime.viseme_stream import VisemeEvent
+from edge_runtime.hybrid.sender import parse_address
+from edge_runtime.visemes.stream import VisemeEvent
 
 
 class Emitter:

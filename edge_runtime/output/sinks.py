@@ -1,5 +1,5 @@
 """Where rendered frames go: an mp4 with the input audio muxed in, PNG frames, a live MJPEG
-page (edge_runtime/mjpeg.py), or nowhere (``null``, for benchmarks). Frames arrive in order
+page (edge_runtime/output/mjpeg.py), or nowhere (``null``, for benchmarks). Frames arrive in order
 with their index; a dropped frame is filled with the previous one, so the video keeps a
 constant rate and stays in sync with the audio however many frames were dropped.
 """
@@ -15,7 +15,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE
 
 
 class Sink(Protocol):
@@ -142,7 +142,7 @@ def open_sink(spec: str, fps: int, with_audio: bool = True) -> Sink:
     if spec == "null":
         return NullSink()
     if spec.startswith("http://"):
-        from edge_runtime.mjpeg import MjpegSink
+        from edge_runtime.output.mjpeg import MjpegSink
 
         return MjpegSink(spec)
     if spec.endswith(".mp4"):

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.bundle import NOTICE
-from edge_runtime.hybrid import parse_address
+from edge_runtime.hybrid.sender import parse_address
 
 log = logging.getLogger(__name__)
 

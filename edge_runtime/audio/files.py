@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE
 
 
 class AudioError(ValueError):

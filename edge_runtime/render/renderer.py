@@ -20,8 +20,8 @@ import numpy as np
 
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import Bundle, BundleError, generate_graph
-from edge_runtime.face_crop import centre_box, crop, detect_face, square_box
-from edge_runtime.schedule import StepSchedule, log_snr
+from edge_runtime.face.detect import centre_box, crop, detect_face, square_box
+from edge_runtime.render.schedule import StepSchedule, log_snr
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""E2 (hybrid) sender: the device's latents go to a receiver over TCP (edge_runtime.wire).
+"""E2 (hybrid) sender: the device's latents go to a receiver over TCP (edge_runtime.hybrid.wire).
 
 The render loop never blocks on the network: ``write`` puts the latent in a bounded queue
 (the oldest is dropped and counted when the network is slower than rendering) and a sender
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from edge_runtime.wire import LatentMessage, encode
+from edge_runtime.hybrid.wire import LatentMessage, encode
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """``edge-receive``: the host side of E2 (hybrid). Accepts the device's latent stream
-(edge_runtime.wire), decodes each latent with the bundle's decoder graph and hands the
+(edge_runtime.hybrid.wire), decodes each latent with the bundle's decoder graph and hands the
 frames to a sink (mp4, PNG, null).
 
 It binds 127.0.0.1 unless told otherwise, serves one sender at a time, and survives bad
@@ -24,10 +24,10 @@ import numpy as np
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.errors import report
-from edge_runtime.hybrid import parse_address
-from edge_runtime.renderer import BACKEND_PREFIX
-from edge_runtime.sinks import Sink, open_sink
-from edge_runtime.wire import PREFIX, WireError, check_length, decode, read_key
+from edge_runtime.hybrid.sender import parse_address
+from edge_runtime.hybrid.wire import PREFIX, WireError, check_length, decode, read_key
+from edge_runtime.output.sinks import Sink, open_sink
+from edge_runtime.render.renderer import BACKEND_PREFIX
 
 log = logging.getLogger("edge-receive")
 

@@ -2,12 +2,13 @@
 speech when the bundle's learned recogniser was trained on synthetic voices.
 
 pocketsphinx's wheel ships an English acoustic model and a phone language model; allphone
-search over them gives ARPAbet phones with 10 ms boundaries, which edge_runtime.visemes maps
-to visemes. Streaming: audio is decoded as it arrives; a frame is decided from the current
-(partial) segmentation once ``lookahead_frames`` of audio after it have been heard (the
-recent end of a partial result still changes; a little further back it has settled). The
-decoder ends its utterance after a pause (and every MAX_UTTERANCE_S at the latest), so its
-memory and search stay bounded in a service that runs for weeks.
+search over them gives ARPAbet phones with 10 ms boundaries, which
+edge_runtime.visemes.vocabulary maps to visemes. Streaming: audio is decoded as it arrives;
+a frame is decided from the current (partial) segmentation once ``lookahead_frames`` of
+audio after it have been heard (the recent end of a partial result still changes; a little
+further back it has settled). The decoder ends its utterance after a pause (and every
+MAX_UTTERANCE_S at the latest), so its memory and search stay bounded in a service that
+runs for weeks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from edge_runtime.visemes import SIL, arpabet_to_viseme
+from edge_runtime.visemes.vocabulary import SIL, arpabet_to_viseme
 
 PHONE_FRAMES_PER_S = 100
 """pocketsphinx frames: 10 ms."""
@@ -30,7 +31,7 @@ KEEP_SEGMENTS = 256
 
 
 class PocketsphinxRecognizer:
-    """The Recognizer interface of edge_runtime.viseme_stream, fed raw audio via ``feed``."""
+    """The Recognizer interface of edge_runtime.visemes.stream, fed raw audio via ``feed``."""
 
     def __init__(self, fps: int = 25, lookahead_frames: int = 3, sample_rate: int = 16000):
         try:

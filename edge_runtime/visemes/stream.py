@@ -2,7 +2,7 @@
 pause rules.
 
 Pipeline per pushed audio chunk: the streaming log-mel front end, a recogniser (the bundle's
-learned ``visemes`` graph, pocketsphinx phones (edge_runtime/sphinx.py), ``none`` or tokens
+learned ``visemes`` graph, pocketsphinx phones (edge_runtime/visemes/sphinx.py), ``none`` or tokens
 from a file), then the pause rules:
 
 - a frame is speech when its energy is ``vad_margin_db`` above a slowly tracked noise floor
@@ -28,9 +28,9 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE, MelConfig, StreamingLogMel
+from edge_runtime.audio.features import SAMPLE_RATE, MelConfig, StreamingLogMel
 from edge_runtime.bundle import RecognizerSpec
-from edge_runtime.visemes import SIL, VISEMES
+from edge_runtime.visemes.vocabulary import SIL, VISEMES
 
 MEL_PER_FRAME = 4
 HISTORY_MEL = 256
@@ -74,7 +74,7 @@ class VisemeEvent:
 
 class Recognizer(Protocol):
     """Decides frames from log-mel features; a recogniser that needs the raw audio (the
-    pocketsphinx one, edge_runtime/sphinx.py) also has ``feed(audio)``, called with every
+    pocketsphinx one, edge_runtime/visemes/sphinx.py) also has ``feed(audio)``, called with every
     pushed chunk before any frame is decided."""
 
     lookahead_frames: int

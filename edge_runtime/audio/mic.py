@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.audio_features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Running as a service: layered settings files and systemd's sd_notify protocol."""
