@@ -75,8 +75,9 @@ def mouth_motion_gap(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Ten
     """|mean |x_{t+1} - x_t| - mean |y_{t+1} - y_t||, means over the mouth boxes of either
     frame, per sample [B]: how much more or less the mouth moves than the truth's. Matching
     the changes themselves (L1 of the difference of changes) shrinks the motion wherever the
-    timing is uncertain (a still mouth is its median; measured in docs/notes.md session 10),
-    so only the amount is matched. Shapes as outside_mouth_change."""
+    timing is uncertain (a still mouth is its median; measured in docs/decisions.md, "Mouth-
+    motion term matches the amount of change"), so only the amount is matched. Shapes as
+    outside_mouth_change."""
     inside = mouth_of_either_frame(mouth)
     area = inside.flatten(1).sum(1).clamp_min(1)
 

@@ -63,7 +63,7 @@ def mouth_opening(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """How open the mouth looks per frame: the fraction of the central 60% (in width) of the
     mouth box darker than 0.7 x the box's median luminance (the cavity; lips, teeth and skin
     are brighter). On the demo set's ground-truth test frames it correlates 0.71 on average
-    with the generator's jaw opening (the variants tried are in docs/notes.md).
+    with the generator's jaw opening (the variants tried are in docs/decisions.md).
     frames uint8 [N, H, W, 3], boxes [N, 4] (x0, y0, x1, y1) pixels -> [N]."""
     out = np.zeros(len(frames), np.float32)
     for i, (frame, box) in enumerate(zip(frames, boxes)):

@@ -270,7 +270,7 @@ def _lipread_by_viseme(clips: list[EvalClip], reads: dict[str, list[np.ndarray]]
 def _motion_by_speaker(clips: list[EvalClip], per_method: dict[str, list[dict]]) -> dict:
     """Student 2-step temporal L1 and flicker std over the truth's, per held-out speaker: the
     mean ratios of the temporal bars can hide one face animated too little and another too
-    much (docs/notes.md, session 9)."""
+    much (docs/decisions.md, "Motion per speaker on all 12 test clips")."""
     if "student_2" not in per_method:
         return {}
     held = len(per_method.get("held_truth", [])) == len(clips)

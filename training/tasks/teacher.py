@@ -61,7 +61,7 @@ class TeacherTask(LatentTask):
         # cross-identity samples have no ground truth (and their audio belongs to the driving
         # clip): every other term counts real samples only. leak, mouth_motion and
         # mouth_feature are only watched: a teacher that moves the face with the visemes
-        # passes that to its student (docs/notes.md session 6)
+        # passes that to its student (docs/decisions.md, "Gated visemes and the leak term")
         on_real = {key: (weight * real * term).mean() for key, term in reg.items()
                    if key != "identity"}
         total = (l_noise + cfg.identity * l_id + cfg.temporal * on_real["temporal"]
