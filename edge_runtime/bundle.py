@@ -7,6 +7,7 @@ A folder with ``bundle.yaml`` and graph files per variant::
     onnx/int8/...          (static QDQ)
     tflite/fp32/...        (where exported)
     tflite/int8/...
+    face/{face_detection_short_range,face_landmark}.tflite, LICENSE.mediapipe   (optional)
 
 ``load_bundle`` validates the schema version, every key and type, the viseme vocabulary and
 every file's sha256, and refuses a bad bundle with one line that says what is wrong.
@@ -28,7 +29,9 @@ from edge_runtime.dataio import DataError, from_dict, read_yaml, to_dict
 from edge_runtime.render.schedule import StepSchedule
 from edge_runtime.visemes.vocabulary import VISEMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added the optional face graphs; a version 1 bundle is one without them."""
 BUNDLE_FILE = "bundle.yaml"
 NOTICE = ("The frames this model produces are synthetic media: a machine-generated face "
           "animated from audio. Do not present them as real footage of a person, and do not "
@@ -96,6 +99,24 @@ class RecognizerSpec:
 
 
 @dataclass(frozen=True)
+class FaceGraphs:
+    """MediaPipe's face detection and 468-point landmark graphs (run by LiteRT) that find,
+    align and paste back the face of a reference photo (edge_runtime.face)."""
+
+    detector: GraphSpec
+    """face_detection_short_range: [1, 128, 128, 3] in [-1, 1] -> 896 boxes and scores."""
+    landmarks: GraphSpec
+    """face_landmark: [1, 192, 192, 3] in [0, 1] -> 468 x 3 points and a face score."""
+    template: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+    """Where the training frames put the subject's right eye, left eye and mouth (fractions
+    of the frame side; edge_runtime.face.align.POINTS), measured on them at export."""
+    licence: str
+    """The graphs' licence notice, relative to the bundle folder."""
+    source: str
+    """Where the graphs come from (package, version, licence)."""
+
+
+@dataclass(frozen=True)
 class Bundle:
     schema_version: int
     name: str
@@ -121,11 +142,14 @@ class Bundle:
     """Present when the bundle has a ``visemes`` graph (tsd export --visemes)."""
     face_margin: float = 0.35
     """Margin around a detected face when cropping a reference photo: the framing of the
-    training frames, measured on them at export (edge_runtime.face.detect.framing_margin)."""
+    training frames, measured on them at export (edge_runtime.face.detect.framing_margin).
+    Used with OpenCV's Haar cascade when the bundle has no face graphs."""
     int8_plan: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """backend (onnx, tflite) -> graph kind (GRAPH_KINDS) -> int8 or fp32:
     what ``--precision int8`` runs; graphs whose int8 version alone lost more than the
     budget stay fp32 (measured by tsd bundle-report)."""
+    face: FaceGraphs | None = None
+    """Landmark alignment and paste-back of real photos (tsd export adds them)."""
 
     def precision_of(self, backend: str, precision: str, kind: str) -> str:
         """The variant to run graph ``kind`` from for a backend and requested precision."""
@@ -161,15 +185,40 @@ def _parse(data: Any, source: str) -> Bundle:
     if not isinstance(data, dict):
         raise BundleError(f"{source}: expected a mapping at the top level")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(f"{source}: unknown schema version {version!r} (this runtime reads "
-                          f"version {SCHEMA_VERSION}); re-export the bundle or update edge-run")
+                          f"versions {list(READABLE_VERSIONS)}); re-export the bundle or "
+                          "update edge-run")
     try:
         return from_dict(Bundle, data, source)
     except DataError as exc:
         raise BundleError(str(exc)) from None
     except (ValueError, TypeError) as exc:  # e.g. a schedule that is not decreasing
         raise BundleError(f"{source}: {exc}") from None
+
+
+def _check_file(spec: GraphSpec, root: Path, where: str, verify_files: bool) -> None:
+    for tensor in spec.inputs + spec.outputs:
+        if tensor.dtype not in DTYPES:
+            raise BundleError(f"{where}: tensor {tensor.name!r} has unknown dtype "
+                              f"{tensor.dtype!r}")
+    path = root / spec.file
+    if not path.is_file():
+        raise BundleError(f"{where}: graph file {spec.file} is missing")
+    if verify_files and sha256_file(path) != spec.sha256:
+        raise BundleError(f"{where}: checksum mismatch for {spec.file} (the file is "
+                          "corrupt or was changed after export)")
+
+
+def _check_face(face: FaceGraphs, root: Path, source: str, verify_files: bool) -> None:
+    for name in ("detector", "landmarks"):
+        _check_file(getattr(face, name), root, f"{source}: face/{name}", verify_files)
+    if not (root / face.licence).is_file():
+        raise BundleError(f"{source}: face.licence: {face.licence} is missing")
+    points = [p for point in face.template for p in point]
+    if not all(0 < p < 1 for p in points):
+        raise BundleError(f"{source}: face.template: points must lie inside the frame "
+                          f"(fractions in (0, 1)), got {face.template}")
 
 
 def _check_contents(bundle: Bundle, root: Path, source: str, verify_files: bool) -> None:
@@ -187,17 +236,9 @@ def _check_contents(bundle: Bundle, root: Path, source: str, verify_files: bool)
             if name not in graphs:
                 raise BundleError(f"{source}: variant {variant!r} lacks the {name!r} graph")
         for name, spec in graphs.items():
-            where = f"{source}: {variant}/{name}"
-            for tensor in spec.inputs + spec.outputs:
-                if tensor.dtype not in DTYPES:
-                    raise BundleError(f"{where}: tensor {tensor.name!r} has unknown dtype "
-                                      f"{tensor.dtype!r}")
-            path = root / spec.file
-            if not path.is_file():
-                raise BundleError(f"{where}: graph file {spec.file} is missing")
-            if verify_files and sha256_file(path) != spec.sha256:
-                raise BundleError(f"{where}: checksum mismatch for {spec.file} (the file is "
-                                  "corrupt or was changed after export)")
+            _check_file(spec, root, f"{source}: {variant}/{name}", verify_files)
+    if bundle.face is not None:
+        _check_face(bundle.face, root, source, verify_files)
     for k in bundle.schedules:
         if k < 1:
             raise BundleError(f"{source}: schedule for {k} steps")

@@ -27,17 +27,12 @@ from edge_runtime.autotune import autotune, write_choice
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.errors import report
+from edge_runtime.face.reference import PhotoError, prepare_reference
 from edge_runtime.hybrid.sender import LatentSender
 from edge_runtime.hybrid.wire import read_key
 from edge_runtime.output.sinks import open_sink
 from edge_runtime.pipeline import Pipeline
-from edge_runtime.render.renderer import (
-    BACKEND_PREFIX,
-    SAMPLERS,
-    PhotoError,
-    Renderer,
-    prepare_reference,
-)
+from edge_runtime.render.renderer import BACKEND_PREFIX, SAMPLERS, Renderer
 from edge_runtime.service.sdnotify import Notifier
 from edge_runtime.service.settings import (
     SYSTEM_CONFIG,
@@ -91,7 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_const", const=True,
                         help="process a file as fast as possible instead of at real-time pace")
     parser.add_argument("--reference", help="reference photo (any size; the face is found "
-                        "and cropped; default: the example face)")
+                        "and aligned; default: the example face)")
+    parser.add_argument("--face", type=int, metavar="N",
+                        help="with several faces in the photo: use face N, counted from the "
+                             "left (default: the largest)")
+    parser.add_argument("--framing", choices=["photo", "face"],
+                        help="photo (default): frames are the reference photo with the "
+                             "rendered mouth and jaw pasted back; face: the model's aligned "
+                             "face crop. In hybrid mode edge-receive does the paste-back")
+    parser.add_argument("--output-size", type=int, metavar="PX",
+                        help="cap on the long side of photo-framed frames (default 720; a "
+                             "smaller photo keeps its own size)")
     parser.add_argument("--sink",
                         help="OUT.mp4 (with the audio), png:FOLDER or FOLDER/, "
                              "http://HOST:PORT (a live MJPEG page; use 127.0.0.1 unless other "
@@ -185,7 +190,7 @@ def run(args: EdgeSettings, control: Control | None = None,
         audio = read_stdin_pcm()
     elif args.audio != "mic":
         audio = read_audio_file(args.audio)
-    renderer = None
+    renderer = compose = None
     sink_spec = args.resolved_sink
     if sink_spec != "null" or args.reference or args.mode == "hybrid":
         reference = args.reference or default_reference()
@@ -193,9 +198,14 @@ def run(args: EdgeSettings, control: Control | None = None,
             raise ValueError("--reference PHOTO is needed to render frames")
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
                             args.threads, args.mode, args.seed, sampler=args.sampler)
-        renderer.set_reference(prepare_reference(reference, bundle.resolution,
-                                                 bundle.face_margin))
-        renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
+        photo = prepare_reference(reference, bundle, root, args.face, args.output_size,
+                                  paste_back=args.framing == "photo" and args.mode == "full",
+                                  threads=args.threads)
+        renderer.set_reference(photo.crop)
+        resting = renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
+        compose = photo.paste
+        if compose is not None:
+            compose.calibrate(renderer.decode(resting))
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
                              args.threads)
     stream = VisemeStream(recognizer, bundle.fps)
@@ -208,7 +218,7 @@ def run(args: EdgeSettings, control: Control | None = None,
     else:
         sink = open_sink(sink_spec, bundle.fps)
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
-                        on_stats=_log_stats)
+                        on_stats=_log_stats, compose=compose)
     load_s = time.perf_counter() - started
     notifier.ready(f"{bundle.name}: {args.mode} mode, {args.steps} steps, audio {args.audio}")
     try:

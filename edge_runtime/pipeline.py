@@ -54,7 +54,7 @@ class StageTimes:
                 "p95": float(np.percentile(recent, 95)), "count": self.count}
 
 
-STAGES = ("visemes", "generate", "decode", "sink")
+STAGES = ("visemes", "generate", "decode", "paste", "sink")
 
 
 @dataclass
@@ -75,13 +75,17 @@ class Pipeline:
     def __init__(self, stream: VisemeStream, renderer: Renderer | None, sink: Sink,
                  emit: Callable[[VisemeEvent], None] | None = None,
                  heartbeat: Callable[[], None] = lambda: None,
-                 on_stats: Callable[[dict], None] | None = None):
-        """``heartbeat`` is called every loop iteration (the systemd watchdog);
+                 on_stats: Callable[[dict], None] | None = None,
+                 compose: Callable[[np.ndarray], np.ndarray] | None = None):
+        """``compose`` turns a decoded face into the output frame (the paste-back into the
+        reference photo; E1 only); ``heartbeat`` is called every loop iteration (the systemd
+        watchdog);
         ``on_stats`` every STATS_EVERY_S with the live summary; sinks that show stats (the
         MJPEG page) get it every SINK_STATS_EVERY_S through ``publish_stats``."""
         self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
         self.heartbeat = heartbeat
         self.on_stats = on_stats
+        self.compose = compose
         self._started = time.monotonic()
         self._logged = self._shown = self._started
         self.context = renderer.bundle.viseme_context if renderer else 0
@@ -101,7 +105,7 @@ class Pipeline:
             summary |= {"wall_s": elapsed, "fps": self.stats.frames / elapsed if elapsed else 0}
         fps = self.renderer.bundle.fps if self.renderer else self.stream.fps
         render = sum(summary["stages_ms"].get(k, {}).get("p50", 0.0)
-                     for k in ("generate", "decode", "sink"))
+                     for k in ("generate", "decode", "paste", "sink"))
         summary["viseme_latency_ms"] = 1000 * self.stream.latency_s
         summary["render_context_ms"] = 1000 * self.context / fps
         summary["audio_to_frame_ms"] = (summary["viseme_latency_ms"]
@@ -159,6 +163,11 @@ class Pipeline:
             image = self.renderer.decode(latent)
             decoded = time.perf_counter()
             stages["decode"].add(1000 * (decoded - made))
+            if self.compose is not None:
+                image = self.compose(image)
+                composed = time.perf_counter()
+                stages["paste"].add(1000 * (composed - decoded))
+                decoded = composed
             self.sink.write(frame, image)
             stages["sink"].add(1000 * (time.perf_counter() - decoded))
         else:  # hybrid: the latent itself goes out

@@ -38,6 +38,12 @@ from edge_runtime.face.detect import framing_margin
 from edge_runtime.render.schedule import StepSchedule, uniform_schedule
 from edge_runtime.visemes.vocabulary import VISEMES
 from export import macs
+from export.face_graphs import (
+    FaceGraphError,
+    add_face_graphs,
+    face_template,
+    landmarker_from_cache,
+)
 from export.graphs import (
     DecoderGraph,
     GenerateGraph,
@@ -116,10 +122,11 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
                   autoencoder_path: str | None = None, identity_path: str | None = None,
                   variants: tuple[str, ...] = VARIANTS, calibration_clips: int = 4,
                   frames_per_clip: int = 8, visemes_path: Path | None = None,
-                  unrolled: tuple[int, ...] = STEP_COUNTS) -> Bundle:
+                  unrolled: tuple[int, ...] = STEP_COUNTS, face_graphs: bool = True) -> Bundle:
     """Export the student (with the autoencoder and identity encoder its config names, or
     the given ones) and optionally the audio viseme recogniser to a bundle at ``out``;
-    ``unrolled``: the step counts that get a generate_K graph."""
+    ``unrolled``: the step counts that get a generate_K graph; ``face_graphs``: add
+    MediaPipe's face graphs and the training frames' face template (export.face_graphs)."""
     from calibration.schedules import load_student
 
     state, config, student = load_student(student_path)
@@ -190,18 +197,34 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         evaluation={"parity_max_abs_error_vs_torch": errors, "tflite_int8": recipes,
                     "student_config": to_dict(config.model)})
     write_bundle_yaml(bundle, staging)
+    if face_graphs:
+        bundle = with_face_graphs(bundle, staging, manifest)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
     return bundle
 
 
-def _face_margin(manifest: Manifest, clips: int = 48) -> float:
-    """How the training frames frame the face (the middle frame of up to ``clips`` training
-    clips), so reference photos are cropped alike; the LRS3 default when no face is found."""
-    frames = [read_frame(manifest.resolve(c.frames), c.frame_count // 2)
-              for c in manifest.split("train")[:clips]]
-    margin = framing_margin(frames)
+def training_frames(manifest: Manifest, clips: int = 48) -> list[np.ndarray]:
+    """The middle frame of up to ``clips`` training clips: what the model learnt faces as."""
+    return [read_frame(manifest.resolve(c.frames), c.frame_count // 2)
+            for c in manifest.split("train")[:clips]]
+
+
+def with_face_graphs(bundle: Bundle, root: Path, manifest: Manifest) -> Bundle:
+    """The bundle at ``root`` with MediaPipe's face graphs and the template measured on the
+    manifest's training frames; BundleError when no face is found in them."""
+    template = face_template(training_frames(manifest), landmarker_from_cache())
+    if template is None:
+        raise FaceGraphError("no face found in the training frames by the face graphs; export "
+                             "with --no-face-graphs (reference photos then use Haar crops)")
+    return add_face_graphs(bundle, root, template)
+
+
+def _face_margin(manifest: Manifest) -> float:
+    """How the training frames frame the face, so reference photos are cropped alike by the
+    Haar fallback; the LRS3 default when no face is found."""
+    margin = framing_margin(training_frames(manifest))
     if margin is None:
         log.warning("no face found in the training frames; reference crops use margin %.2f",
                     Lrs3Config.face_margin)

@@ -1,6 +1,7 @@
-"""MAC and parameter accounting from the ONNX graphs themselves, so the numbers describe
-exactly what ships: multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (elementwise
-ops are not counted), parameters = elements of the initializers."""
+"""MAC and parameter accounting from the graph files themselves, so the numbers describe
+exactly what ships: multiply-accumulates of convolutions and matrix products (elementwise
+ops are not counted), parameters = elements of the weights. ONNX graphs, and the TFLite
+graphs a bundle takes from elsewhere (the MediaPipe face graphs)."""
 
 from __future__ import annotations
 
@@ -46,4 +47,30 @@ def count(path: str | Path) -> dict[str, int]:
                 macs += int(np.prod(out)) * a[-1]
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer
                  if len(init.dims) > 0)
+    return {"macs": macs, "params": params}
+
+
+TFLITE_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def count_tflite(path: str | Path) -> dict[str, int]:
+    """-> {"macs": ..., "params": ...} of a float TFLite file (weights [Cout, kh, kw, Cin],
+    depthwise [1, kh, kw, C], fully connected [Cout, Cin]). The op list comes from the
+    interpreter's op details, the only view of the graph's structure LiteRT offers."""
+    from edge_runtime.backends import tflite_interpreter
+
+    interpreter = tflite_interpreter()(model_path=str(path))
+    interpreter.allocate_tensors()
+    shapes = {d["index"]: tuple(int(s) for s in d["shape"])
+              for d in interpreter.get_tensor_details()}
+    macs = params = 0
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in TFLITE_CONVS:
+            continue
+        out = int(np.prod(shapes[op["outputs"][0]]))
+        weight = shapes[op["inputs"][1]]
+        params += int(np.prod(weight))
+        per_output = weight[1] * weight[2] if op["op_name"] == "DEPTHWISE_CONV_2D" else \
+            int(np.prod(weight[1:]))
+        macs += out * per_output
     return {"macs": macs, "params": params}

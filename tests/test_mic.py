@@ -123,9 +123,10 @@ def test_live_pipeline_renders_from_the_fake_microphone(tiny_bundle, tiny_datase
     import json
 
     from edge_runtime.bundle import load_bundle
+    from edge_runtime.face.reference import prepare_reference
     from edge_runtime.output.sinks import open_sink
     from edge_runtime.pipeline import Pipeline
-    from edge_runtime.render.renderer import Renderer, prepare_reference
+    from edge_runtime.render.renderer import Renderer
     from edge_runtime.visemes.stream import SilentRecognizer, VisemeStream
     from training.data.media import read_wav
 
@@ -133,7 +134,7 @@ def test_live_pipeline_renders_from_the_fake_microphone(tiny_bundle, tiny_datase
     speech, _ = read_wav(sorted((tiny_dataset / "clips").glob("*/audio.wav"))[0])
     renderer = Renderer(bundle, root, steps=2, threads=1)
     frame = sorted((tiny_dataset / "clips").glob("*/frames/*.png"))[0]
-    renderer.set_reference(prepare_reference(frame, bundle.resolution, bundle.face_margin))
+    renderer.set_reference(prepare_reference(frame, bundle, root, paste_back=False).crop)
     events = []
     out = tmp_path / "live.mp4"
     pipeline = Pipeline(VisemeStream(SilentRecognizer()), renderer, open_sink(str(out), 25),

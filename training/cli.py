@@ -242,11 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="step counts that get an unrolled generate_K graph (default 1 2 "
                              "4 8; --unrolled alone: none). Others run as K calls of the step "
                              "graph, which gives the same frames and keeps the bundle small")
+    export.add_argument("--no-face-graphs", dest="face_graphs", action="store_false",
+                        help="leave out MediaPipe's face graphs (fetched from the "
+                             "mediapipe==0.10.18 wheel; TSD_MEDIAPIPE_WHEEL names a local "
+                             "copy): reference photos are then cropped by OpenCV's Haar "
+                             "cascade and frames stay at the model's size, without paste-back")
     export.add_argument("--calibration-clips", type=_positive, default=4,
                         help="val clips whose pipeline inputs calibrate int8")
     export.add_argument("--frames-per-clip", type=_positive, default=8,
                         help="frames per calibration clip")
     export.set_defaults(func=_export)
+
+    face = groups.add_parser(
+        "bundle-face", help="add MediaPipe's face graphs to an exported bundle",
+        description="Fetches MediaPipe's face detection and landmark graphs (the "
+                    "mediapipe==0.10.18 wheel, sha256-checked; TSD_MEDIAPIPE_WHEEL names a "
+                    "local copy), measures where the bundle's training frames put the eyes "
+                    "and mouth (the alignment template), copies the graphs and their licence "
+                    "into BUNDLE/face/ and declares them in bundle.yaml. tsd export does this "
+                    "itself; this command upgrades a bundle exported without them.")
+    face.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
+    face.add_argument("--data", required=True,
+                      help="the dataset the bundle's models trained on (folder or "
+                           "manifest.jsonl): its training frames give the template")
+    face.set_defaults(func=_bundle_face)
 
     report = groups.add_parser(
         "bundle-report", help="quality and latency of every variant of a bundle",
@@ -332,11 +351,29 @@ def _export(args: argparse.Namespace) -> None:
                            calibration_clips=args.calibration_clips,
                            frames_per_clip=args.frames_per_clip,
                            visemes_path=Path(args.visemes) if args.visemes else None,
-                           unrolled=tuple(args.unrolled))
+                           unrolled=tuple(args.unrolled), face_graphs=args.face_graphs)
     for variant, graphs in bundle.variants.items():
         print(f"{variant}: " + ", ".join(f"{n} {g.macs / 1e6:.1f} MMAC" for n, g in
                                          graphs.items()))
     print(f"bundle: {out}")
+
+
+def _bundle_face(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from edge_runtime.bundle import SCHEMA_VERSION, BundleError, load_bundle
+    from export.bundle import with_face_graphs
+    from training.data.manifest import read_manifest
+
+    try:
+        bundle, root = load_bundle(args.bundle)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    bundle = dataclasses.replace(bundle, schema_version=SCHEMA_VERSION)
+    bundle = with_face_graphs(bundle, root, read_manifest(args.data))
+    detector, landmarks = bundle.face.detector, bundle.face.landmarks
+    print(f"face graphs: {detector.file} {detector.macs / 1e6:.1f} MMAC, {landmarks.file} "
+          f"{landmarks.macs / 1e6:.1f} MMAC; template {bundle.face.template}")
 
 
 def _bundle_report(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.errors import report
+from edge_runtime.face.reference import MAX_OUTPUT, prepare_reference
 from edge_runtime.hybrid.sender import parse_address
 from edge_runtime.hybrid.wire import PREFIX, WireError, check_length, decode, read_key
 from edge_runtime.output.sinks import Sink, open_sink
@@ -55,8 +57,12 @@ def _read_exact(conn: socket.socket, count: int) -> bytes | None:
 
 class Receiver:
     def __init__(self, decoder, latent_shape: tuple[int, int, int], sink: Sink,
-                 listen: str = "127.0.0.1:5599", key: bytes | None = None):
+                 listen: str = "127.0.0.1:5599", key: bytes | None = None,
+                 compose: Callable[[np.ndarray], np.ndarray] | None = None):
+        """``compose`` turns each decoded face into the output frame (the paste-back into
+        the reference photo, edge_runtime.face.paste)."""
         self.decoder, self.latent_shape, self.sink, self.key = decoder, latent_shape, sink, key
+        self.compose = compose
         host, port = parse_address(listen)
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
@@ -115,6 +121,8 @@ class Receiver:
             return
         self._feed[0] = latent
         frame = self.decoder.run({"latent": self._feed})[0]
+        if self.compose is not None:
+            frame = self.compose(frame)
         self.sink.write(seq, frame)
         self.last_seq = seq
         self.stats.frames += 1
@@ -131,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (a live MJPEG "
                              "page) or null")
     parser.add_argument("--key-file", help="shared key file: require HMAC-authenticated frames")
+    parser.add_argument("--reference", help="the device's reference photo: frames are pasted "
+                        "back into it at its framing (needs a bundle with face graphs); "
+                        "without it frames are the model's aligned face crop")
+    parser.add_argument("--face", type=int, metavar="N",
+                        help="with --reference: the device's --face (default: the largest)")
+    parser.add_argument("--output-size", type=int, default=MAX_OUTPUT, metavar="PX",
+                        help=f"with --reference: cap on the frames' long side (default "
+                             f"{MAX_OUTPUT})")
     parser.add_argument("--backend", choices=list(BACKENDS), default="onnxruntime",
                         help="inference runtime for the decoder")
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
@@ -150,8 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         variant = bundle.precision_of(BACKEND_PREFIX[args.backend], args.precision, "decoder")
         decoder = open_graph(bundle, root, variant, "decoder", args.threads)
         shape = (bundle.latent.channels, bundle.latent.size, bundle.latent.size)
+        compose = None
+        if args.reference:
+            if bundle.face is None:
+                raise BundleError(f"bundle {bundle.name!r} has no face graphs: --reference "
+                                  "needs them (tsd bundle-face adds them)")
+            compose = prepare_reference(args.reference, bundle, root, args.face,
+                                        args.output_size, threads=args.threads).paste
         sink = open_sink(args.sink, bundle.fps, with_audio=False)
-        receiver = Receiver(decoder, shape, sink, args.listen, read_key(args.key_file))
+        receiver = Receiver(decoder, shape, sink, args.listen, read_key(args.key_file),
+                            compose)
     except (BundleError, ValueError, OSError) as exc:
         return report("edge-receive", exc)
     stop = threading.Event()

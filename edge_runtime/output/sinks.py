@@ -84,6 +84,9 @@ class Mp4Writer:
     def add(self, frame: np.ndarray) -> None:
         import av
 
+        if frame.shape[0] % 2 or frame.shape[1] % 2:  # 4:2:0 H.264 needs even sides
+            frame = cv2.copyMakeBorder(frame, 0, frame.shape[0] % 2, 0, frame.shape[1] % 2,
+                                       cv2.BORDER_REPLICATE)
         if not self._sized:
             self._video.height, self._video.width = frame.shape[:2]
             self._sized = True

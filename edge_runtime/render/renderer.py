@@ -15,12 +15,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import Bundle, BundleError, generate_graph
-from edge_runtime.face.detect import centre_box, crop, detect_face, square_box
 from edge_runtime.render.schedule import StepSchedule, log_snr
 
 log = logging.getLogger(__name__)
@@ -28,28 +26,6 @@ log = logging.getLogger(__name__)
 BACKEND_PREFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
 SAMPLERS = ("unrolled", "step")
 """unrolled: one generate_K call per frame; step: K calls of the one-step graph."""
-
-
-class PhotoError(ValueError):
-    """A reference photo that cannot be used."""
-
-
-def prepare_reference(path: str | Path, size: int, margin: float) -> np.ndarray:
-    """Photo of any size and aspect -> uint8 RGB [size, size, 3]: the face found by OpenCV's
-    Haar cascade with ``margin`` (the bundle's face_margin: the training frames' framing),
-    or a centre crop (with a warning) when none is found."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PhotoError(f"{path}: cannot read the reference image (missing or not an "
-                              "image)")
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    face = detect_face(rgb)
-    if face is None:
-        log.warning("%s: no face found; using a centre crop", path)
-        box = centre_box(rgb)
-    else:
-        box = square_box(face, margin)
-    return crop(rgb, box, size)
 
 
 class Renderer:

@@ -17,7 +17,7 @@ import yaml
 from edge_runtime.dataio import DataError, from_dict, read_yaml
 
 SYSTEM_CONFIG = Path("/etc/temposync/edge.yaml")
-SOURCE_TREE = Path(__file__).resolve().parent.parent
+SOURCE_TREE = Path(__file__).resolve().parents[2]
 """The checkout edge-run runs from (an editable install): it has bundles/demo and examples/."""
 SERVICE_STATE = Path("/var/lib/temposync")
 """Where systemd/install.sh puts the service's bundle and reference photo."""
@@ -63,8 +63,16 @@ class EdgeSettings:
     offline: bool = False
     """Files: process as fast as possible instead of at real-time pace."""
     reference: str | None = None
-    """Reference photo (any size; the face is found and cropped). None: the example face
+    """Reference photo (any size; the face is found and aligned). None: the example face
     (examples/face.png of the source tree, else /var/lib/temposync/reference.png)."""
+    face: int | None = None
+    """Which face of a photo with several (1 = leftmost; None: the largest)."""
+    framing: Literal["photo", "face"] = "photo"
+    """photo: frames are the reference photo with the rendered lower face pasted back (when
+    the bundle has face graphs); face: the model's aligned face crop itself."""
+    output_size: int = 720
+    """Cap on the long side of photo-framed frames (pixels; smaller photos keep their
+    size)."""
     sink: str | None = None
     """Frames: OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (live MJPEG page) or null;
     hybrid: latent://HOST:PORT.
@@ -96,6 +104,10 @@ class EdgeSettings:
             raise DataError(f"{where}.steps: must be 1, 2, 4 or 8, got {self.steps}")
         if self.threads < 1:
             raise DataError(f"{where}.threads: must be >= 1")
+        if self.face is not None and self.face < 1:
+            raise DataError(f"{where}.face: must be >= 1 (faces are numbered from the left)")
+        if self.output_size < 32:
+            raise DataError(f"{where}.output_size: must be >= 32 pixels")
 
     @property
     def resolved_sink(self) -> str:

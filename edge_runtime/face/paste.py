@@ -1,0 +1,97 @@
+"""Paste-back: a rendered aligned face goes back into the reference photo through the inverse
+alignment, blended with a feathered mask over the lower face (jaw, mouth, chin) and
+colour-matched to the photo. Outside the mask every output pixel is the photo's own.
+
+Everything that depends only on the photo (mask, region, inverse transform) is computed once
+per reference; per frame: a colour lookup on the small face, one warp and one blend over
+the mask's bounding box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge_runtime.face.align import Alignment
+from edge_runtime.face.landmarks import LOWER_FACE
+
+GROW = 0.15
+"""The mask reaches this far (times the eye distance) beyond the lower-face contour: an open
+mouth drops the generated jaw below the photo's chin."""
+FEATHER = 0.12
+"""Blur of the mask's edge (Gaussian sigma, times the eye distance)."""
+GAIN_RANGE = (0.67, 1.5)
+"""Bounds of the colour transfer's contrast gain: a mouth that opens must not be flattened."""
+
+
+@dataclass
+class PasteBack:
+    photo: np.ndarray
+    """[H, W, 3] uint8: the photo at output size; every frame starts as a copy of it."""
+    inverse: np.ndarray
+    """[2, 3] aligned-crop pixels -> pixels of the region ``box``."""
+    box: tuple[int, int, int, int]
+    """x0, y0, x1, y1 of the region the mask covers (output pixels)."""
+    mask: np.ndarray
+    """[y1 - y0, x1 - x0] float32 in [0, 1]: 0 keeps the photo's pixel exactly."""
+    keep: np.ndarray
+    """1 - mask: the photo's weight."""
+    lut: np.ndarray | None = field(default=None)
+    """[256, 1, 3] uint8 colour transfer for the rendered face; fixed by ``calibrate``."""
+
+    @classmethod
+    def build(cls, photo: np.ndarray, alignment: Alignment, landmarks: np.ndarray,
+              eye_distance: float) -> PasteBack:
+        """photo [H, W, 3] at output size; ``alignment`` from its pixels to the crop;
+        landmarks [468, 2] and ``eye_distance`` in its pixels."""
+        h, w = photo.shape[:2]
+        polygon = np.round(landmarks[list(LOWER_FACE)]).astype(np.int32)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [polygon], 255)
+        grow = max(1, int(round(GROW * eye_distance)))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                          (2 * grow + 1, 2 * grow + 1)))
+        soft = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0),
+                                max(FEATHER * eye_distance, 0.5))
+        covered = cv2.warpAffine(np.ones((alignment.size, alignment.size), np.float32),
+                                 alignment.inverse, (w, h), flags=cv2.INTER_NEAREST)
+        soft *= cv2.erode(covered, np.ones((3, 3), np.uint8))
+        soft[soft < 1 / 255] = 0
+        ys, xs = np.nonzero(soft)
+        if len(xs) == 0:
+            raise ValueError("the lower-face mask is empty (the face lies outside the photo)")
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        shift = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1]])
+        inverse = (shift @ np.vstack([alignment.inverse, [0, 0, 1]]))[:2]
+        mask = np.ascontiguousarray(soft[y0:y1, x0:x1])
+        return cls(photo, inverse, (int(x0), int(y0), int(x1), int(y1)), mask, 1 - mask)
+
+    def _warp(self, face: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        return cv2.warpAffine(face, self.inverse, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def calibrate(self, face: np.ndarray) -> None:
+        """Fix the colour transfer from a rendered face [S, S, 3] (a resting mouth): per
+        channel, its mean and spread inside the mask are matched to the photo's."""
+        x0, y0, x1, y1 = self.box
+        inside = self.mask > 0.5
+        rendered = self._warp(face)[inside].astype(np.float64)  # [N, 3]
+        photo = self.photo[y0:y1, x0:x1][inside].astype(np.float64)
+        gain = np.clip(photo.std(0) / np.maximum(rendered.std(0), 1.0), *GAIN_RANGE)
+        levels = np.arange(256, dtype=np.float64)[:, None]
+        table = (levels - rendered.mean(0)) * gain + photo.mean(0)  # [256, 3]
+        self.lut = np.clip(np.round(table), 0, 255).astype(np.uint8)[:, None, :]
+
+    def __call__(self, face: np.ndarray) -> np.ndarray:
+        """Rendered aligned face [S, S, 3] uint8 -> the frame [H, W, 3] uint8."""
+        if self.lut is None:
+            self.calibrate(face)
+        x0, y0, x1, y1 = self.box
+        frame = self.photo.copy()
+        warped = self._warp(cv2.LUT(face, self.lut))
+        frame[y0:y1, x0:x1] = cv2.blendLinear(warped, self.photo[y0:y1, x0:x1], self.mask,
+                                              self.keep)
+        return frame
