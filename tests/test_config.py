@@ -152,15 +152,64 @@ def test_bad_extends_is_one_config_error(tmp_path, files, fragment):
         load_config(tmp_path / "a.yaml", StudentRunConfig)
 
 
-def test_demo_student_stages_resume_one_model():
-    """Each later stage resumes runs/demo/student: it must keep the model, data window and
+@pytest.mark.parametrize("recipe", ["demo", "lrs3"])
+def test_demo_student_stages_resume_one_model(recipe):
+    """Each later stage resumes runs/RECIPE/student: it must keep the model, data window and
     frozen networks of the first, and train further than the stage before it."""
     from training.config import StudentRunConfig
 
-    stages = [load_config(CONFIGS.parent / "demo" / f"{name}.yaml", StudentRunConfig)
+    stages = [load_config(CONFIGS.parent / recipe / f"{name}.yaml", StudentRunConfig)
               for name in ("student", "student-leak", "student-long", "student-motion")]
     keep = ("model", "window", "teacher", "autoencoder", "identity_encoder", "sync_expert")
     for stage in stages[1:]:
         assert all(getattr(stage, key) == getattr(stages[0], key) for key in keep)
     steps = [stage.train.steps for stage in stages]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
+
+
+ALL_CONFIGS = sorted(CONFIGS.parent.rglob("*.yaml"))
+DATA_CONFIGS = {"synth": SynthConfig, "lrs3": Lrs3Config, "window": WindowConfig}
+
+
+def config_class(path: Path) -> type:
+    """The dataclass a config under configs/ loads into: data configs by name, run configs by
+    the `tsd train` target their name starts with (decoder.yaml trains an autoencoder)."""
+    from training.train import RUN_CONFIGS
+
+    prefix = path.stem.split("-")[0]
+    runs = {**RUN_CONFIGS, "decoder": RUN_CONFIGS["ae"]}
+    table = DATA_CONFIGS if path.parent == CONFIGS else runs
+    assert prefix in table, (f"{path}: no config class for '{prefix}'; name the file after its "
+                             f"tsd target or add it to tests/test_config.py")
+    return table[prefix]
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS,
+                         ids=lambda p: str(p.relative_to(CONFIGS.parent)))
+def test_every_config_under_configs_loads(path):
+    cls = config_class(path)
+    config = load_config(path, cls)
+    assert from_dict(cls, to_dict(config)) == config
+
+
+LRS3 = CONFIGS.parent / "lrs3"
+DEMO = CONFIGS.parent / "demo"
+
+
+def test_every_demo_config_has_an_lrs3_counterpart():
+    names = [sorted(p.name for p in folder.glob("*.yaml")) for folder in (LRS3, DEMO)]
+    assert names[0] == names[1]
+
+
+@pytest.mark.parametrize("path", sorted(LRS3.glob("*.yaml")), ids=lambda p: p.name)
+def test_lrs3_configs_are_the_demo_recipe_on_lrs3_runs(tmp_path, path):
+    """configs/lrs3/X.yaml resolves to configs/demo/X.yaml with the run paths under runs/lrs3/
+    and the training window on the recorded frames (real clips have no held render), and
+    nothing else changed."""
+    for demo in DEMO.glob("*.yaml"):
+        text = demo.read_text().replace("runs/demo/", "runs/lrs3/").replace(", target: held", "")
+        (tmp_path / demo.name).write_text(text)
+    cls = config_class(path)
+    expected = load_config(tmp_path / path.name, cls)
+    assert to_dict(load_config(path, cls)) == to_dict(expected)
+    assert "runs/demo/" not in str(to_dict(expected))
