@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_runtime import visemes as V
+from edge_runtime.visemes import vocabulary as V
 from training.data.alignment import cmudict, pocketsphinx_model_dir
 from training.data.speech import ENGLISH_VOICES, Espeak, Voice
 

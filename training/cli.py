@@ -37,6 +37,28 @@ def _lrs3(args: argparse.Namespace) -> None:
     print(f"{len(records)} clips -> {Path(args.out) / 'manifest.jsonl'}")
 
 
+def _real_speech(args: argparse.Namespace) -> None:
+    from training.data.realspeech import build_real_speech
+
+    report = build_real_speech(Path(args.out), Path(args.testdata), args.fps)
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}")
+    for name, row in report["self_agreement"].items():
+        print(f"forced alignment vs itself under {name}: {row['agreement']:.3f} of frames "
+              f"(+-1 frame {row['agreement_1frame']:.3f}; {row['failed_utterances']} failed)")
+
+
+def _festival(args: argparse.Namespace) -> None:
+    from training.data.festival import build_festival
+
+    report = build_festival(Path(args.out), args.utterances, args.seed, args.fps, args.check)
+    check = report["forced_alignment_vs_exact"]
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}")
+    print(f"forced alignment vs exact labels on {check['utterances']} utterances: "
+          f"{check['agreement']:.3f} of frames (+-1 frame {check['agreement_1frame']:.3f})")
+
+
 def _examples(args: argparse.Namespace) -> None:
     from training.data.examples import write_examples
     from training.data.manifest import read_manifest
@@ -135,6 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     lrs3.add_argument("--limit", type=_positive, help="process at most this many clips")
     lrs3.add_argument("--no-flow", action="store_true", help="skip optical flow")
     lrs3.set_defaults(func=_lrs3)
+
+    real = cmds.add_parser(
+        "real-speech", help="the real-speech viseme evaluation set (pocketsphinx-testdata)",
+        description="Real English recordings that Debian's pocketsphinx-testdata ships, "
+                    "labelled by pocketsphinx forced alignment of their transcripts through "
+                    "the viseme map; writes OUT/speech.jsonl and OUT/alignment-check.json "
+                    "(how far the labels move when the audio is perturbed).")
+    real.add_argument("--out", required=True, help="output folder")
+    real.add_argument("--testdata", default="/usr/share/pocketsphinx/test/data",
+                      help="pocketsphinx test data folder")
+    real.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    real.set_defaults(func=_real_speech)
+
+    festival = cmds.add_parser(
+        "festival", help="speech with exact phone times from Festival's diphone voices",
+        description="Sentences spoken by Festival's kal and ked diphone voices (Debian "
+                    "festival, festvox-kallpc16k, festvox-kdlpc16k) with the phone end "
+                    "times of utt.save.segs; writes OUT/speech.jsonl and "
+                    "OUT/alignment-check.json (pocketsphinx forced alignment vs the exact "
+                    "labels).")
+    festival.add_argument("--out", required=True, help="output folder")
+    festival.add_argument("--utterances", type=_positive, default=60,
+                          help="sentences per voice")
+    festival.add_argument("--seed", type=int, default=0, help="sentence seed")
+    festival.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    festival.add_argument("--check", type=_positive, default=20,
+                          help="utterances per voice whose forced alignment is checked")
+    festival.set_defaults(func=_festival)
 
     preview = cmds.add_parser("preview", help="contact sheet PNG and mp4s with audio",
                               description="Renders contact_sheet.png (frames labelled with "
@@ -285,22 +335,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_bundle_report)
 
     visemes = groups.add_parser(
-        "eval-visemes", help="frame accuracy of the bundle's viseme recogniser",
+        "eval-visemes", help="frame accuracy of a viseme recogniser, synthetic and real speech",
         description="Whole-utterance vs streaming (the device's path with voice-activity "
                     "gating and pause rules) frame accuracy against ground-truth visemes on "
-                    "held-out clips, the all-sil baseline and the stream's latency; writes "
-                    "OUT/visemes.json.")
-    visemes.add_argument("--bundle", required=True, help="bundle folder with a visemes graph")
-    visemes.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+                    "held-out synthetic clips (--data) and speech manifests (--speech: tsd "
+                    "data real-speech, tsd data festival): +-1 frame, recall per viseme, the "
+                    "all-sil baseline, the best time shift, the stream's sound-to-viseme "
+                    "delay and the share of sil on silence and noise; writes "
+                    "OUT/visemes.json (OUT/visemes-pocketsphinx[-N].json).")
+    visemes.add_argument("--bundle", required=True, help="bundle folder (model: with a "
+                         "visemes graph)")
+    visemes.add_argument("--data", help="synthetic dataset folder or manifest.jsonl")
+    visemes.add_argument("--speech", action="append", default=[],
+                         help="speech manifest folder (repeatable)")
     visemes.add_argument("--out", required=True, help="folder for the report")
     visemes.add_argument("--split", choices=["val", "test"], default="test",
-                         help="held-out split")
-    visemes.add_argument("--clips", type=_positive, default=12, help="clips to evaluate")
+                         help="held-out split of --data")
+    visemes.add_argument("--clips", type=_positive, default=12, help="clips of --data")
     visemes.add_argument("--variant", choices=list(VARIANTS), default="onnx-fp32",
                          help="graph variant to run (model)")
     visemes.add_argument("--recognizer", choices=["model", "pocketsphinx"], default="model",
                          help="model: the bundle's learned recogniser; pocketsphinx: phone "
                               "recognition mapped to visemes")
+    visemes.add_argument("--lookahead", type=int, choices=range(0, 31), metavar="FRAMES",
+                         help="pocketsphinx: video frames heard after a frame before it is "
+                              "decided (default: the runtime's)")
     visemes.set_defaults(func=_eval_visemes)
 
     bench = groups.add_parser(
@@ -390,13 +449,21 @@ def _eval_visemes(args: argparse.Namespace) -> None:
     from training.data.manifest import read_manifest
     from training.eval.visemes import eval_recognizers
 
-    report = eval_recognizers(Path(args.bundle), read_manifest(args.data), Path(args.out),
-                              args.split, args.clips, args.variant, args.recognizer)
-    print(f"whole utterance {report['whole_utterance_accuracy']:.3f}, streaming "
-          f"{report['streaming_accuracy']:.3f} ({report['streaming_over_whole']:.1%}), none "
-          f"{report['none_accuracy']:.3f}; sound-to-viseme "
-          f"{report['sound_to_viseme_latency_ms']:.0f} ms; bar "
-          f"{'passed' if report['bar_passed'] else 'FAILED'}")
+    report = eval_recognizers(Path(args.bundle), read_manifest(args.data) if args.data else None,
+                              Path(args.out), args.split, args.clips, args.variant,
+                              args.recognizer, tuple(Path(p) for p in args.speech),
+                              args.lookahead)
+    print(f"{args.recognizer}, look-ahead {report['lookahead_frames']} frames: "
+          f"sound-to-viseme {report['sound_to_viseme_latency_ms']:.0f} ms")
+    for name, row in report["sets"].items():
+        print(f"{name}: {row['frames']} frames; whole utterance "
+              f"{row['whole_utterance_accuracy']:.3f}, streaming {row['streaming_accuracy']:.3f}"
+              f" (+-1 frame {row['streaming_accuracy_1frame']:.3f}), none "
+              f"{row['none_accuracy']:.3f}; best shift {row['best_shift_frames']:+d} frames; "
+              f"{row['push_ms_mean']:.2f} ms per 20 ms of audio")
+    print(f"non-speech: sil in at least {report['nonspeech']['min_sil_share']:.1%} of frames")
+    if "bar_passed" in report:
+        print(f"streaming/whole bar {'passed' if report['bar_passed'] else 'FAILED'}")
 
 
 def main(argv: list[str] | None = None) -> int:

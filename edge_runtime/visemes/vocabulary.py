@@ -9,6 +9,8 @@ Inventories mapped here:
   plus pocketsphinx's silence and filler phones.
 - espeak-ng phoneme mnemonics of the English tables (``en-us`` -> ``en`` -> ``base1``),
   with stress marks allowed.
+- Festival's English phone set (``radio``: lower-case ARPAbet with ``ax`` for the schwa and
+  syllabic ``el em en``), as its diphone voices write them in ``utt.save.segs``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ ARPABET_NON_SPEECH: frozenset[str] = frozenset({
     "SIL", "SP", "SPN", "NSN", "+NSN+", "+SPN+", "+BREATH+", "+COUGH+", "+NOISE+",
     "+SMACK+", "+UH+", "+UM+", "<s>", "</s>", "<sil>",
 })
+
+# Festival phones that ARPAbet writes otherwise; the rest are ARPAbet in lower case.
+FESTIVAL_TO_ARPABET: dict[str, str] = {
+    "ax": ARPABET_SCHWA, "axr": "ER", "el": "L", "em": "M", "en": "N",
+    "pau": "SIL", "h#": "SIL", "brth": "SIL",
+}
 
 # espeak-ng mnemonics (English tables and the base1 consonants they inherit).
 ESPEAK_TO_VISEME: dict[str, str] = {
@@ -102,6 +110,12 @@ def arpabet_to_viseme(phone: str) -> int:
     if base not in ARPABET_TO_VISEME:
         raise KeyError(f"unknown ARPAbet phone {phone!r}")
     return VISEME_INDEX[ARPABET_TO_VISEME[base]]
+
+
+def festival_to_viseme(phone: str) -> int:
+    """Festival phone (``pau``, ``hh``, ``ax``, ...) -> viseme id."""
+    name = phone.strip().lower()
+    return arpabet_to_viseme(FESTIVAL_TO_ARPABET.get(name, name))
 
 
 def espeak_to_viseme(mnemonic: str) -> int:

@@ -1,0 +1,106 @@
+"""Visemes on real speech: the packaged real-speech set and its forced-alignment labels,
+Festival's exact labels, pocketsphinx streaming against its whole-utterance decode, rest on
+non-speech, and the recogniser edge-run picks by default."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.audio.features import MelConfig
+from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
+from edge_runtime.visemes.stream import VisemeStream
+from edge_runtime.visemes.vocabulary import SIL, VISEME_INDEX, festival_to_viseme
+from training.data.realspeech import FESTIVAL_LEXICON, TESTDATA
+
+needs_testdata = pytest.mark.skipif(
+    not TESTDATA.is_dir() or not FESTIVAL_LEXICON.is_file(),
+    reason="needs Debian's pocketsphinx-testdata and festlex-cmu (apt-get install "
+           "pocketsphinx-testdata festival)")
+needs_festival = pytest.mark.skipif(
+    shutil.which("festival") is None or not Path("/usr/share/festival/voices/english/"
+                                                 "kal_diphone").is_dir(),
+    reason="needs Debian's festival and festvox-kallpc16k festvox-kdlpc16k")
+
+
+def _stream(recognizer, audio: np.ndarray) -> np.ndarray:
+    stream = VisemeStream(recognizer)
+    events = []
+    for start in range(0, len(audio), 320):
+        events += stream.push(audio[start:start + 320])
+    events += stream.finish()
+    return np.array([e.token for e in events])
+
+
+def test_festival_phones_map_through_the_one_map():
+    names = ["pau", "hh", "ax", "ah", "axr", "el", "em", "en", "ch"]
+    assert [festival_to_viseme(p) for p in names] == [
+        VISEME_INDEX[v] for v in ("sil", "kk", "E", "aa", "RR", "nn", "PP", "nn", "CH")]
+    with pytest.raises(KeyError):
+        festival_to_viseme("qq")
+
+
+@pytest.fixture(scope="module")
+def real_speech(tmp_path_factory):
+    from training.data.realspeech import build_real_speech, read_speech_manifest
+
+    out = tmp_path_factory.mktemp("real")
+    report = build_real_speech(out)
+    return read_speech_manifest(out), report
+
+
+@needs_testdata
+def test_real_speech_set_is_labelled_by_forced_alignment(real_speech):
+    speech, report = real_speech
+    assert len(speech.clips) == report["utterances"] == 11
+    assert 30 < report["seconds"] < 45
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert len(truth) == clip.frame_count == len(audio) * clip.fps // 16000
+        assert (truth != SIL).mean() > 0.6  # the recordings are mostly speech
+    # the labels do not depend on the level; 20 dB SNR noise moves some boundaries
+    agreement = report["self_agreement"]
+    assert agreement["gain -12 dB"]["agreement"] > 0.97
+    assert 0.7 < agreement["noise 20 dB SNR"]["agreement"] < 1.0
+
+
+@needs_testdata
+def test_pocketsphinx_streams_real_speech_as_well_as_the_whole_utterance(real_speech):
+    """The stream starts from a measured cepstral mean and re-estimates it as it goes; with
+    pocketsphinx's default start it lost about 6 points against the offline decode."""
+    from training.eval.visemes import score_set, speech_set
+
+    speech, _ = real_speech
+    row = score_set(lambda: PocketsphinxRecognizer(25, 3), speech_set(speech.path), 25,
+                    MelConfig())
+    assert row["streaming_accuracy"] > row["none_accuracy"] + 0.4
+    assert row["streaming_accuracy"] > row["whole_utterance_accuracy"] - 0.03
+    assert row["streaming_accuracy_1frame"] > row["streaming_accuracy"]
+    assert row["best_shift_frames"] == 0
+
+
+def test_silence_and_noise_without_speech_rest_the_mouth():
+    from training.eval.visemes import BAR_NONSPEECH_SIL, nonspeech_signals
+
+    for name, signal in nonspeech_signals(seconds=6.0).items():
+        tokens = _stream(PocketsphinxRecognizer(25, 3), signal)
+        assert (tokens == SIL).mean() >= BAR_NONSPEECH_SIL, name
+
+
+@needs_festival
+def test_festival_voices_give_exact_labels_that_forced_alignment_mostly_matches(tmp_path):
+    from training.data.festival import build_festival
+    from training.data.realspeech import read_speech_manifest
+
+    report = build_festival(tmp_path, utterances=2, check=2)
+    speech = read_speech_manifest(tmp_path)
+    assert {c.speaker for c in speech.clips} == {"kal_diphone", "ked_diphone"}
+    assert report["utterances"] == 4
+    check = report["forced_alignment_vs_exact"]
+    assert check["failed_utterances"] == 0
+    assert 0.6 < check["agreement"] < check["agreement_1frame"] <= 1.0
+    audio, truth = speech.load(speech.clips[0])
+    assert truth[0] == SIL and (truth != SIL).mean() > 0.5
