@@ -5,9 +5,10 @@ Pipeline per pushed audio chunk: the streaming log-mel front end, a recogniser (
 learned ``visemes`` graph, pocketsphinx phones (edge_runtime/visemes/sphinx.py), ``none`` or tokens
 from a file), then the pause rules:
 
-- a frame is speech when its energy is ``vad_margin_db`` above a slowly tracked noise floor
-  (and above an absolute floor); breath and room noise fall below it and map to ``sil``
-  explicitly instead of to whatever the recogniser guesses;
+- a frame is speech when its energy is ``vad_margin_db`` above the noise floor (the quietest
+  frame of the last ``floor_frames``; speech always has quieter frames within two seconds,
+  steady noise has none) and above an absolute floor; breath and room noise fall below it
+  and map to ``sil`` explicitly instead of to whatever the recogniser guesses;
 - a gap of up to ``hold_frames`` keeps the recogniser's shape (a stop closure or a breath
   between words must not snap the mouth shut and open again);
 - a longer gap relaxes to ``sil`` (state ``relax``) and after ``rest_frames`` the mouth is
@@ -43,7 +44,9 @@ class PauseRules:
     """Voice-activity gating and pause handling."""
 
     vad_margin_db: float = 12.0
-    """Speech is at least this far above the tracked noise floor."""
+    """Speech is at least this far above the noise floor."""
+    floor_frames: int = 50
+    """The noise floor is the quietest frame of this many (2 s at 25 fps)."""
     vad_floor_db: float = -55.0
     """Frames quieter than this (dBFS) are never speech."""
     hold_frames: int = 3
@@ -167,7 +170,7 @@ class VisemeStream:
         self._frames = 0  # whole frames of audio seen
         self._partial = np.zeros(0, np.float32)
         self._next = 0
-        self._noise_db = -60.0
+        self._levels: deque[float] = deque(maxlen=rules.floor_frames)
         self._silent_run = 10**6
         self._finished = False
 
@@ -223,10 +226,9 @@ class VisemeStream:
             self._next += 1
 
     def _event(self, frame: int, level: float) -> VisemeEvent:
-        speech = level > max(self._noise_db + self.rules.vad_margin_db, self.rules.vad_floor_db)
-        # noise floor: follows quiet frames quickly, loud ones very slowly
-        rate = 0.3 if level < self._noise_db else 0.005
-        self._noise_db += rate * (level - self._noise_db)
+        self._levels.append(level)
+        noise_db = min(self._levels)
+        speech = level > max(noise_db + self.rules.vad_margin_db, self.rules.vad_floor_db)
         time_s = frame / self.fps
         if speech:
             token, confidence = self.recognizer.decide(self._mel, frame, self._mel_start)
