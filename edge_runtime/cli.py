@@ -30,6 +30,7 @@ from edge_runtime.errors import report
 from edge_runtime.face.reference import PhotoError, prepare_reference
 from edge_runtime.hybrid.sender import LatentSender
 from edge_runtime.hybrid.wire import read_key
+from edge_runtime.marking.marker import Marker
 from edge_runtime.output.sinks import open_sink
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.render.renderer import BACKEND_PREFIX, SAMPLERS, Renderer
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "latent://127.0.0.1:5599)")
     parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
                         "HMAC-SHA256 the receiver checks")
+    parser.add_argument("--no-label", dest="label", action="store_const", const=False,
+                        help="leave out the visible \"AI-generated\" corner label (the "
+                             "invisible watermark and the metadata are always written)")
     parser.add_argument("--visemes",
                         help="viseme source: model (the bundle's recogniser), pocketsphinx "
                              "(phone recognition for real speech; pocketsphinx:N sets its "
@@ -216,7 +220,7 @@ def run(args: EdgeSettings, control: Control | None = None,
                              f"{sink_spec!r}")
         sink = LatentSender(sink_spec, read_key(args.key_file))
     else:
-        sink = open_sink(sink_spec, bundle.fps)
+        sink = open_sink(sink_spec, bundle.fps, marker=Marker.of_bundle(bundle, root, args.label))
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
                         on_stats=_log_stats, compose=compose)
     load_s = time.perf_counter() - started

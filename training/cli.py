@@ -9,6 +9,9 @@ from pathlib import Path
 
 from edge_runtime.bundle import VARIANTS
 from edge_runtime.errors import report
+from edge_runtime.marking.verify import DESCRIPTION as VERIFY_DESCRIPTION
+from edge_runtime.marking.verify import add_arguments as add_verify_arguments
+from edge_runtime.marking.verify import run as run_verify
 from training.config import Lrs3Config, SynthConfig, load_config, override
 from training.errors import UserError
 
@@ -374,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive, default=2,
                        help="thread count of Tables 2 and 3")
     bench.set_defaults(func=_bench_report)
+
+    verify = groups.add_parser(
+        "verify", help="is an image or video marked as synthetic (metadata and watermark)",
+        description=VERIFY_DESCRIPTION + " The device has the same check without torch: "
+        "edge-verify. With tsd -v, each frame's score too.")
+    add_verify_arguments(verify)
+    verify.set_defaults(func=_verify)
     return parser
 
 
@@ -466,18 +476,22 @@ def _eval_visemes(args: argparse.Namespace) -> None:
         print(f"streaming/whole bar {'passed' if report['bar_passed'] else 'FAILED'}")
 
 
+def _verify(args: argparse.Namespace) -> int:
+    return run_verify(args, "tsd verify")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        code = args.func(args)
     except (UserError, OSError) as exc:
         return report("tsd", exc)
     except KeyboardInterrupt:
         print("tsd: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``edge-receive``: the host side of E2 (hybrid). Accepts the device's latent stream
 (edge_runtime.hybrid.wire), decodes each latent with the bundle's decoder graph and hands the
-frames to a sink (mp4, PNG, null).
+frames to a sink (mp4, PNG, null), marked as synthetic like edge-run's
+(edge_runtime.marking).
 
 It binds 127.0.0.1 unless told otherwise, serves one sender at a time, and survives bad
 input: a malformed, oversized, wrongly shaped or unauthenticated message is logged and its
@@ -28,6 +29,7 @@ from edge_runtime.errors import report
 from edge_runtime.face.reference import MAX_OUTPUT, prepare_reference
 from edge_runtime.hybrid.sender import parse_address
 from edge_runtime.hybrid.wire import PREFIX, WireError, check_length, decode, read_key
+from edge_runtime.marking.marker import Marker
 from edge_runtime.output.sinks import Sink, open_sink
 from edge_runtime.render.renderer import BACKEND_PREFIX
 
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (a live MJPEG "
                              "page) or null")
     parser.add_argument("--key-file", help="shared key file: require HMAC-authenticated frames")
+    parser.add_argument("--no-label", dest="label", action="store_false",
+                        help="leave out the visible \"AI-generated\" corner label (the "
+                             "invisible watermark and the metadata are always written)")
     parser.add_argument("--reference", help="the device's reference photo: frames are pasted "
                         "back into it at its framing (needs a bundle with face graphs); "
                         "without it frames are the model's aligned face crop")
@@ -173,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "needs them (tsd bundle-face adds them)")
             compose = prepare_reference(args.reference, bundle, root, args.face,
                                         args.output_size, threads=args.threads).paste
-        sink = open_sink(args.sink, bundle.fps, with_audio=False)
+        sink = open_sink(args.sink, bundle.fps, with_audio=False,
+                         marker=Marker.of_bundle(bundle, root, args.label))
         receiver = Receiver(decoder, shape, sink, args.listen, read_key(args.key_file),
                             compose)
     except (BundleError, ValueError, OSError) as exc:

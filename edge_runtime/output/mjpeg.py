@@ -8,8 +8,10 @@ Served with the standard library's threading HTTP server (no web framework on th
 - ``/frame.jpg``   the newest frame alone (scripts, snapshots);
 - ``/stats.json``  the pipeline's live stats.
 
-The render loop only encodes the newest frame and notifies; each client's thread sends the
-newest frame when it can, so a slow viewer skips frames instead of slowing the renderer.
+Every frame is marked (edge_runtime.marking) and its JPEG carries the provenance (COM and
+XMP segments). The render loop only encodes the newest frame and notifies; each client's
+thread sends the newest frame when it can, so a slow viewer skips frames instead of slowing
+the renderer.
 Binds 127.0.0.1 unless told otherwise.
 """
 
@@ -26,6 +28,8 @@ import numpy as np
 
 from edge_runtime.bundle import NOTICE
 from edge_runtime.hybrid.sender import parse_address
+from edge_runtime.marking.formats import insert_jpeg, jpeg_segments
+from edge_runtime.marking.marker import Marker
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +150,9 @@ def _handler(latest: _Latest):
 class MjpegSink:
     """Serves the frames at ``http://HOST:PORT/``; the sink spec is ``http://HOST:PORT``."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, marker: Marker | None = None):
+        self.marker = marker or Marker.unknown()
+        self._segments = jpeg_segments(self.marker.fields)
         host, port = parse_address(spec.removeprefix("http://").rstrip("/"))
         self.latest = _Latest()
         self.server = ThreadingHTTPServer((host, port), _handler(self.latest))
@@ -158,10 +164,10 @@ class MjpegSink:
         log.info("live page at http://%s:%d/", *self.address)
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(self.marker(frame), cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if ok:
-            self.latest.put(index, jpeg.tobytes())
+            self.latest.put(index, insert_jpeg(jpeg.tobytes(), self._segments))
 
     def publish_stats(self, summary: dict) -> None:
         self.latest.stats = summary

@@ -80,6 +80,9 @@ class EdgeSettings:
     hybrid mode."""
     key_file: str | None = None
     """Hybrid: shared key file for HMAC-authenticated frames."""
+    label: bool = True
+    """Draw the visible "AI-generated" label in a corner of every frame. The invisible
+    watermark and the provenance metadata are always written; no setting turns them off."""
     visemes: str = "auto"
     """model, pocketsphinx[:FRAMES], none, file:PATH, or auto (model when the bundle has
     one)."""

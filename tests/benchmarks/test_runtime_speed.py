@@ -19,6 +19,7 @@ import subprocess
 import sys
 import wave
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from edge_runtime.audio.features import SAMPLE_RATE
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import load_bundle
 from edge_runtime.hybrid.wire import PREFIX, LatentMessage, decode, encode
+from edge_runtime.marking.marker import Marker
 from edge_runtime.output.sinks import NullSink
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.render.renderer import BACKEND_PREFIX, Renderer, sampler_macs
@@ -84,6 +86,19 @@ def test_visemes_per_frame(benchmark, bench_bundle, backend, precision, threads)
     benchmark(stream.push, chunk)
     _info(benchmark, bench_bundle, "visemes", stage="log-mel + recogniser, 40 ms of audio",
           backend=backend, precision=precision, threads=threads)
+
+
+@pytest.mark.parametrize("side", [128, 512])
+def test_marking(benchmark, bench_bundle, side):
+    """What every sink adds to a side x side frame: the visible label (on by default) and
+    the invisible watermark (edge_runtime.marking)."""
+    bundle, root = load_bundle(bench_bundle)
+    marker = Marker.of_bundle(bundle, root)
+    frame = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    marker(frame)  # the pattern and the label for this size are made once per stream
+    benchmark(marker, frame)
+    _info(benchmark, bench_bundle, stage=f"marking {side}x{side}", threads=cv2.getNumThreads(),
+          pi4="glue")
 
 
 @pytest.mark.parametrize("backend, precision", VARIANTS)
