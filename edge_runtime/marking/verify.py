@@ -19,9 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.bundle import BUNDLE_FILE, sha256_file
 from edge_runtime.errors import report
 from edge_runtime.marking.formats import PNG_SIGNATURE, read_jpeg, read_png
 from edge_runtime.marking.watermark import (
+    MATCH,
     PAYLOAD_BITS,
     SCALES,
     THRESHOLD,
@@ -54,6 +56,9 @@ def false_alarm(score: float) -> float:
 class Findings:
     metadata: dict[str, str] = field(default_factory=dict)
     detections: list[Detection] = field(default_factory=list)
+    checked: str = ""
+    """sha256 of the bundle whose payload each frame was scored for (--bundle, else the
+    metadata's; "" when neither)."""
 
     @property
     def marked_frames(self) -> list[Detection]:
@@ -73,19 +78,25 @@ class Findings:
         votes = Counter(d.payload for d in self.marked_frames)
         return votes.most_common(1)[0][0] if votes else None
 
+    def expected(self, metadata: dict[str, str]) -> int | None:
+        """Fixes ``checked`` from the metadata when --bundle did not -> its payload."""
+        self.checked = self.checked or metadata.get("bundle_sha256", "")
+        return payload_of(self.checked) if self.checked else None
 
-def _image(path: Path) -> Findings:
+
+def _image(path: Path, findings: Findings) -> Findings:
     data = path.read_bytes()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our line alone
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise VerifyError(f"{path}: not an image this can read")
-    metadata = read_png(data) if data.startswith(PNG_SIGNATURE) else (
+    findings.metadata = read_png(data) if data.startswith(PNG_SIGNATURE) else (
         read_jpeg(data) if data.startswith(b"\xff\xd8") else {})
-    return Findings(metadata, [detect(image)])
+    findings.detections.append(detect(image, findings.expected(findings.metadata)))
+    return findings
 
 
-def _video(path: Path, max_frames: int | None) -> Findings:
+def _video(path: Path, max_frames: int | None, findings: Findings) -> Findings:
     import av
 
     try:
@@ -95,10 +106,11 @@ def _video(path: Path, max_frames: int | None) -> Findings:
     with container:
         if not container.streams.video:
             raise VerifyError(f"{path}: has no video stream")
-        findings = Findings({k: v for k, v in container.metadata.items()})
+        findings.metadata = dict(container.metadata)
+        expected = findings.expected(findings.metadata)
         try:
             for frame in container.decode(video=0):
-                findings.detections.append(detect(frame.to_ndarray(format="gray")))
+                findings.detections.append(detect(frame.to_ndarray(format="gray"), expected))
                 if max_frames and len(findings.detections) >= max_frames:
                     break
         except av.error.FFmpegError as exc:
@@ -111,16 +123,19 @@ def _video(path: Path, max_frames: int | None) -> Findings:
     return findings
 
 
-def inspect(path: str | Path, max_frames: int | None = None) -> Findings:
-    """The metadata and the per-frame watermark detections of an image or video file."""
+def inspect(path: str | Path, max_frames: int | None = None,
+            bundle_sha256: str = "") -> Findings:
+    """The metadata and the per-frame watermark detections of an image or video file; each
+    frame is also scored for the payload of ``bundle_sha256`` (else the metadata's)."""
     path = Path(path)
+    findings = Findings(checked=bundle_sha256)
     if not path.is_file():
         raise VerifyError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(len(PNG_SIGNATURE))
     if path.suffix.lower() in IMAGE_SUFFIXES or head.startswith((PNG_SIGNATURE, b"\xff\xd8")):
-        return _image(path)
-    return _video(path, max_frames)
+        return _image(path, findings)
+    return _video(path, max_frames, findings)
 
 
 def describe(path: str | Path, findings: Findings) -> list[str]:
@@ -143,12 +158,16 @@ def describe(path: str | Path, findings: Findings) -> list[str]:
                      f"({100 * len(marked) / total:.1f}%), median score {best:.1f} (threshold "
                      f"{THRESHOLD:g}; chance of an unmarked frame scoring that: "
                      f"{false_alarm(best):.1g}), scale {marked[0].scale:.3g}")
-        sha = meta.get("bundle_sha256", "")
-        match = ("" if not sha else
-                 ", matches the metadata's bundle" if payload_of(sha) == payload
-                 else ", does NOT match the metadata's bundle")
-        lines.append(f"payload: bundle tag {payload:0{(PAYLOAD_BITS + 3) // 4}x} "
-                     f"({agree} of {len(marked)} marked frames agree{match})")
+        lines.append(f"payload: bundle tag {payload:0{(PAYLOAD_BITS + 3) // 4}x} read in "
+                     f"{agree} of {len(marked)} marked frames")
+        if findings.checked:
+            matching = [d for d in marked if d.matches]
+            verdict = "matches" if len(matching) >= MAJORITY * len(marked) else (
+                "does NOT match")
+            scores_at = np.median([d.expected_score for d in marked])
+            lines.append(f"bundle sha256 {findings.checked[:16]}...: {verdict} (its payload in "
+                         f"{len(matching)} of {len(marked)} marked frames, median score "
+                         f"{scores_at:.1f}, threshold {MATCH:g})")
     else:
         lines.append(f"watermark: not found in {total} frame(s) (best score "
                      f"{scores.max():.1f}, threshold {THRESHOLD:g})")
@@ -169,6 +188,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="an image (PNG, JPEG, ...) or a video (mp4, mkv, ...)")
     parser.add_argument("--max-frames", type=int, metavar="N",
                         help="video: check only the first N frames (default: all)")
+    parser.add_argument("--bundle", metavar="DIR",
+                        help="check that the watermark carries this bundle's payload "
+                             "(default: the bundle the metadata names, if any; use it when "
+                             "re-encoding stripped the metadata)")
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
@@ -176,7 +199,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     try:
         if args.max_frames is not None and args.max_frames < 1:
             raise VerifyError("--max-frames must be >= 1")
-        findings = inspect(args.file, args.max_frames)
+        bundle = sha256_file(Path(args.bundle) / BUNDLE_FILE) if args.bundle else ""
+        findings = inspect(args.file, args.max_frames, bundle)
     except (VerifyError, OSError) as exc:
         return report(prog, exc)
     if args.verbose:

@@ -38,6 +38,10 @@ SCALES = (1.0, 0.5, 0.75, 2 / 3, 1.5, 2.0)
 score wins (a half-size copy also scores at scale 1, with a wrong payload)."""
 PAYLOAD_BITS = 10
 """Bits of payload: a shift of the payload pattern, TILE x TILE positions."""
+MATCH = 3.0
+"""Score at an expected payload's own shift above which the frame carries that payload: one
+position, not a search, so an unmarked or other payload exceeds it by chance 0.13% of the
+time (a video is judged by the majority of its frames)."""
 UPSAMPLE = 4
 """Correlation surfaces are read on a grid this much finer than a pixel of the tile, so that
 the payload's shift relative to the sync peak is found whatever sub-pixel offset a crop or a
@@ -128,6 +132,15 @@ class Detection:
     payload_score: float
     scale: float
     """The scale (relative to the marked original) that scored best."""
+    expected_score: float | None = None
+    """The payload surface at the shift of the payload asked about (``detect(expected=)``):
+    above MATCH when the frame carries it. Reliable where the blind read is not (small
+    crops)."""
+
+    @property
+    def matches(self) -> bool:
+        return self.marked and self.expected_score is not None and (
+            self.expected_score >= MATCH)
 
     @property
     def marked(self) -> bool:
@@ -155,9 +168,10 @@ def _surface(values: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(spectrum).real * _GRID * _GRID / np.sqrt(len(BINS))
 
 
-def _read(bins: np.ndarray) -> tuple[float, int, float]:
-    """The folded tile's spectrum at BINS -> (sync score, payload, payload score). The sync
-    part, estimated ring by ring at the sync peak, is taken out before the payload is read."""
+def _read(bins: np.ndarray, expected: int | None) -> tuple[float, int, float, float | None]:
+    """The folded tile's spectrum at BINS -> (sync score, payload, payload score, score at
+    the ``expected`` payload's shift). The sync part, estimated ring by ring at the sync
+    peak, is taken out before the payload is read."""
     sync = _surface(_unit(bins) * _SYNC_BINS)
     peak = np.unravel_index(np.argmax(sync), sync.shape)
     shift = np.exp(-2j * np.pi * (BINS[:, 0] * peak[0] + BINS[:, 1] * peak[1]) / _GRID)
@@ -168,7 +182,11 @@ def _read(bins: np.ndarray) -> tuple[float, int, float]:
     found = np.unravel_index(np.argmax(data), data.shape)
     dy, dx = (round((found[0] - peak[0]) / UPSAMPLE) % TILE,
               round((found[1] - peak[1]) / UPSAMPLE) % TILE)
-    return float(sync[peak]), int(dy * TILE + dx), float(data[found])
+    at = None
+    if expected is not None:
+        ey, ex = divmod(expected, TILE)
+        at = float(data[(peak[0] + ey * UPSAMPLE) % _GRID, (peak[1] + ex * UPSAMPLE) % _GRID])
+    return float(sync[peak]), int(dy * TILE + dx), float(data[found]), at
 
 
 def _fold(luma: np.ndarray, side: int) -> np.ndarray | None:
@@ -189,7 +207,7 @@ def luma(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _at_scale(grey: np.ndarray, scale: float) -> Detection | None:
+def _at_scale(grey: np.ndarray, scale: float, expected: int | None) -> Detection | None:
     """The detection assuming the image is ``scale`` times the marked original's size."""
     side = round(TILE * scale)
     if side <= 2 * BAND[1]:
@@ -201,19 +219,22 @@ def _at_scale(grey: np.ndarray, scale: float) -> Detection | None:
     if folded is None:
         return None
     full = np.fft.fft2(folded)
-    return Detection(*_read(full[BINS[:, 0] % side, BINS[:, 1] % side]), scale=scale)
+    sync, payload, payload_score, at = _read(full[BINS[:, 0] % side, BINS[:, 1] % side],
+                                             expected)
+    return Detection(sync, payload, payload_score, scale, at)
 
 
-def detect(image: np.ndarray) -> Detection:
-    """Looks for the mark in an RGB [H, W, 3] or grey [H, W] uint8 image."""
+def detect(image: np.ndarray, expected: int | None = None) -> Detection:
+    """Looks for the mark in an RGB [H, W, 3] or grey [H, W] uint8 image; with ``expected``
+    (a payload), also scores that payload at its own shift."""
     grey = luma(image)
     best = Detection(0.0, None, 0.0, 1.0)
     for scale in SCALES:
-        found = _at_scale(grey, scale)
+        found = _at_scale(grey, scale, expected)
         if found is None:
             continue
         if found.score > best.score:
             best = found
     if not best.marked:
-        return Detection(best.score, None, 0.0, best.scale)
+        return Detection(best.score, None, 0.0, best.scale, best.expected_score)
     return best
