@@ -38,12 +38,7 @@ from edge_runtime.face.detect import framing_margin
 from edge_runtime.render.schedule import StepSchedule, uniform_schedule
 from edge_runtime.visemes.vocabulary import VISEMES
 from export import macs
-from export.face_graphs import (
-    FaceGraphError,
-    add_face_graphs,
-    face_template,
-    landmarker_from_cache,
-)
+from export.face_graphs import add_face_graphs
 from export.graphs import (
     DecoderGraph,
     GenerateGraph,
@@ -56,6 +51,7 @@ from export.quantize import quantize_onnx
 from export.tflite_export import export_tflite, quantize_tflite
 from export.tflite_export import parity as tflite_parity
 from training.config import Lrs3Config, to_dict
+from training.data.landmarks import FaceGraphError, face_template, landmarker_from_cache
 from training.data.manifest import Manifest
 from training.data.media import read_frame
 from training.models.loading import load_autoencoder, load_frozen

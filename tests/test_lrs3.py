@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -146,3 +147,21 @@ def test_cli_missing_root_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "LRS3 root folder does not exist" in result.stderr
+
+
+def test_landmark_aligned_crops_put_the_face_on_the_template(processed):
+    """tsd data lrs3 aligns faces as the device aligns reference photos: the landmarks of a
+    processed frame, found again, sit on the canonical template."""
+    from edge_runtime.face.align import CANONICAL, face_points
+    from training.data.landmarks import landmarker_from_cache
+    from training.data.media import read_frame
+
+    out, _, _ = processed
+    manifest = read_manifest(out)
+    landmarker = landmarker_from_cache()
+    for clip in manifest.clips[::3]:
+        frame = read_frame(manifest.resolve(clip.frames), clip.frame_count // 2)
+        big = cv2.resize(frame, (256, 256), interpolation=cv2.INTER_CUBIC)
+        faces = landmarker.faces(big)
+        assert faces, clip.id
+        assert np.abs(face_points(faces[0]) / 256 - np.asarray(CANONICAL)).max() < 0.04, clip.id

@@ -94,8 +94,11 @@ class Lrs3Config:
     """Output frame width and height after face crop."""
     fps: int = 25
     """Output frame rate (clips at other rates are resampled)."""
+    face: Literal["landmarks", "haar"] = "landmarks"
+    """landmarks: align faces to the canonical template with MediaPipe's landmarks (as the
+    device aligns reference photos); haar: square crops around OpenCV's Haar face box."""
     face_margin: float = 0.35
-    """Margin added around the detected face box, as a fraction of its size."""
+    """Haar crops: margin added around the detected face box, as a fraction of its size."""
     detect_every: int = 5
     """Run the face detector on every n-th frame; boxes are interpolated and smoothed."""
     val_fraction: float = 0.05

@@ -25,6 +25,18 @@ CANONICAL = ((0.384, 0.4153), (0.6117, 0.4132), (0.4991, 0.6464))
 ``tsd bundle-face --bundle bundles/demo --data data/demo`` measures on the demo dataset's
 training frames. Data paths that crop real faces align them to it, so every training set
 frames faces alike."""
+MOUTH_HALF = 0.83
+"""Half the side of the square mouth box, times the template's eye distance: the mean of
+the synthetic faces' mouth boxes (training.data.synth.mouth_box) over the demo dataset
+(0.83, standard deviation 0.05 across clips)."""
+
+
+def template_mouth_box(template: tuple[tuple[float, float], ...], size: int) -> np.ndarray:
+    """The mouth box [4] (x0, y0, x1, y1 pixels) of a size x size crop aligned to
+    ``template``: centred on its mouth point."""
+    right, left, mouth = np.asarray(template, np.float64) * size
+    half = MOUTH_HALF * float(np.linalg.norm(left - right))
+    return np.array([*(mouth - half), *(mouth + half)], np.float32)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ already done, so an interrupted run resumes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.face.align import CANONICAL, Alignment, align, template_mouth_box
 from edge_runtime.face.detect import centre_box, crop, detect_face, square_box
+from edge_runtime.face.landmarks import FaceLandmarker
 from training.atomic import atomic_dir
 from training.config import Lrs3Config
 from training.data.alignment import Segment, align_transcript, frame_visemes, phones_from_word_times
 from training.data.flow import optical_flow
+from training.data.landmarks import landmarker_from_cache
 from training.data.manifest import ClipRecord, write_manifest
 from training.data.media import SAMPLE_RATE, MediaError, read_mp4, write_frames, write_wav
 from training.data.parallel import run_parallel, worker_count
@@ -41,8 +45,9 @@ log = logging.getLogger(__name__)
 LRS3_SPLITS = {"pretrain": "train", "trainval": "train", "test": "test"}
 WORD_TABLE_HEADER = "WORD START END ASDSCORE"
 MOUTH_BOX = (0.5, 0.72, 0.19)
-"""Mouth ROI in the face crop: centre x, centre y, half-size (fractions of the crop side).
-LRS3 has no landmarks; the Haar face box puts the mouth here to within a few pixels."""
+"""Mouth ROI in a Haar face crop: centre x, centre y, half-size (fractions of the crop side);
+the Haar face box puts the mouth here to within a few pixels. Aligned crops put it at the
+template's mouth (edge_runtime.face.align.template_mouth_box)."""
 
 
 class Lrs3Error(UserError):
@@ -120,26 +125,47 @@ def split_of(clip: Lrs3Clip, val_fraction: float) -> str:
     return split
 
 
-def face_track(frames: np.ndarray, every: int, margin: float) -> np.ndarray | None:
-    """Square crop box per frame [T, 3] (centre x, centre y, side) or None when no face.
+def _smooth_track(hits_t: list[int], hits: list[np.ndarray], n: int) -> np.ndarray:
+    """Per-frame values [n, D] from values [K, D] at frames ``hits_t``: interpolated, then
+    a 5-frame moving average, so crops do not jitter."""
+    hits = np.array(hits, np.float64)
+    all_t = np.arange(n)
+    track = np.stack([np.interp(all_t, hits_t, hits[:, k]) for k in range(hits.shape[1])],
+                     axis=1)
+    kernel = np.ones(5) / 5
+    padded = np.pad(track, ((2, 2), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, k], kernel, mode="valid")
+                     for k in range(hits.shape[1])], axis=1)
 
-    Detects every ``every``-th frame, keeps the largest face, interpolates and smooths the
-    boxes over time so the crop does not jitter.
-    """
+
+def face_track(frames: np.ndarray, every: int, margin: float) -> np.ndarray | None:
+    """Square crop box per frame [T, 3] (centre x, centre y, side) from OpenCV's Haar
+    cascade, or None when no face: the largest face every ``every``-th frame, smoothed."""
     hits_t, hits = [], []
     for t in range(0, len(frames), every):
         face = detect_face(frames[t])
         if face is not None:
             hits_t.append(t)
             hits.append(square_box(face, margin))
+    return _smooth_track(hits_t, hits, len(frames)) if hits else None
+
+
+def landmark_track(frames: np.ndarray, every: int, size: int, landmarker: FaceLandmarker
+                   ) -> np.ndarray | None:
+    """Alignment per frame [T, 2, 3] (photo pixels -> size x size crop) to the canonical
+    template, or None when no face: MediaPipe landmarks of the largest face every
+    ``every``-th frame; the similarity's four parameters are smoothed over time."""
+    hits_t, hits = [], []
+    for t in range(0, len(frames), every):
+        faces = landmarker.faces(frames[t])
+        if faces:
+            (a, b, tx), (_, _, ty) = align(faces[0], CANONICAL, size).matrix
+            hits_t.append(t)
+            hits.append(np.array([a, b, tx, ty]))
     if not hits:
         return None
-    hits = np.array(hits, np.float64)
-    all_t = np.arange(len(frames))
-    track = np.stack([np.interp(all_t, hits_t, hits[:, k]) for k in range(3)], axis=1)
-    kernel = np.ones(5) / 5
-    padded = np.pad(track, ((2, 2), (0, 0)), mode="edge")
-    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(3)], axis=1)
+    a, b, tx, ty = _smooth_track(hits_t, hits, len(frames)).T
+    return np.stack([np.stack([a, b, tx], 1), np.stack([-b, a, ty], 1)], 1)
 
 
 def _resample_frames(frames: np.ndarray, fps_in: float, fps_out: int) -> np.ndarray:
@@ -167,6 +193,31 @@ def process_clip(job: Lrs3Job) -> ClipRecord | str:
         return str(exc)
 
 
+def _face_frames(raw: np.ndarray, mp4: Path, config: Lrs3Config
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Face crops [T, size, size, 3] of a clip's frames and the mouth box [4] (x0, y0, x1,
+    y1 pixels) in them: aligned by landmarks (config.face) or cropped by the Haar box."""
+    if config.face == "landmarks":
+        track = landmark_track(raw, config.detect_every, config.size, _landmarker())
+        if track is not None:
+            frames = np.stack([Alignment(m, config.size).crop(f) for f, m in zip(raw, track)])
+            return frames, template_mouth_box(CANONICAL, config.size)
+        log.warning("%s: no face found by the landmark graphs; using the Haar cascade", mp4)
+    track = face_track(raw, config.detect_every, config.face_margin)
+    if track is None:
+        log.warning("%s: no face found; using a centre crop", mp4)
+        track = np.tile(centre_box(raw[0]), (len(raw), 1))
+    cx, cy, half = (v * config.size for v in MOUTH_BOX)
+    return (np.stack([crop(f, b, config.size) for f, b in zip(raw, track)]),
+            np.array([cx - half, cy - half, cx + half, cy + half], np.float32))
+
+
+@functools.lru_cache(maxsize=1)
+def _landmarker() -> FaceLandmarker:
+    """One landmarker per worker process (the graphs load once)."""
+    return landmarker_from_cache(threads=1)
+
+
 def _process(job: Lrs3Job) -> ClipRecord:
     clip, config = job.clip, job.config
     folder = Path("clips") / clip.id
@@ -182,11 +233,7 @@ def _process(job: Lrs3Job) -> ClipRecord:
         raise MediaError(f"{clip.mp4}: no audio track")
     raw = _resample_frames(video.frames, video.fps, config.fps)
     n = len(raw)
-    track = face_track(raw, config.detect_every, config.face_margin)
-    if track is None:
-        log.warning("%s: no face found; using a centre crop", clip.mp4)
-        track = np.tile(centre_box(raw[0]), (n, 1))
-    frames = np.stack([crop(f, b, config.size) for f, b in zip(raw, track)])
+    frames, mouth_box = _face_frames(raw, clip.mp4, config)
     audio = np.zeros(n * SAMPLE_RATE // config.fps, np.float32)
     audio[: min(len(audio), len(video.audio))] = video.audio[: len(audio)]
     source = "lrs3-word-times"
@@ -195,7 +242,6 @@ def _process(job: Lrs3Job) -> ClipRecord:
     else:
         words, phones = align_transcript(audio, transcript.text.split())
         source = "pocketsphinx"
-    cx, cy, half = (v * config.size for v in MOUTH_BOX)
     record = ClipRecord(
         id=clip.id, speaker=clip.talk, split=job.split, fps=config.fps, frame_count=n,
         size=config.size, frames=str(folder / "frames"), audio=str(folder / "audio.wav"),
@@ -207,8 +253,7 @@ def _process(job: Lrs3Job) -> ClipRecord:
         write_frames(tmp / "frames", frames)
         write_wav(tmp / "audio.wav", audio)
         np.save(tmp / "visemes.npy", frame_visemes(phones, n, config.fps))
-        np.save(tmp / "mouth_boxes.npy",
-                np.tile(np.array([cx - half, cy - half, cx + half, cy + half], np.float32), (n, 1)))
+        np.save(tmp / "mouth_boxes.npy", np.tile(mouth_box, (n, 1)))
         if config.flow:
             np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
         (tmp / "alignment.json").write_text(json.dumps({
