@@ -45,7 +45,11 @@ from edge_runtime.service.settings import (
     user_config,
 )
 from edge_runtime.visemes.emit import open_emitter
-from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
+from edge_runtime.visemes.sphinx import (
+    DEFAULT_LOOKAHEAD,
+    PocketsphinxRecognizer,
+    RecognizerUnavailable,
+)
 from edge_runtime.visemes.stream import (
     FileRecognizer,
     LearnedRecognizer,
@@ -54,8 +58,6 @@ from edge_runtime.visemes.stream import (
 )
 
 log = logging.getLogger("edge-run")
-SPHINX_LOOKAHEAD = 3
-"""Frames pocketsphinx hears after a frame before deciding it (40 + 120 ms = 160 ms)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out the visible \"AI-generated\" corner label (the "
                              "invisible watermark and the metadata are always written)")
     parser.add_argument("--visemes",
-                        help="viseme source: model (the bundle's recogniser), pocketsphinx "
-                             "(phone recognition for real speech; pocketsphinx:N sets its "
-                             f"look-ahead to N frames, default {SPHINX_LOOKAHEAD}), none (all "
-                             "sil), file:PATH (.npy ids or JSON lines), auto (default: model "
-                             "if the bundle has one, else none)")
+                        help="viseme source: pocketsphinx (phone recognition; "
+                             "pocketsphinx:N sets its look-ahead to N frames, default "
+                             f"{DEFAULT_LOOKAHEAD}), model (the bundle's learned recogniser), "
+                             "none (all sil), file:PATH (.npy ids or JSON lines), auto "
+                             "(default: pocketsphinx, the best on real speech within 200 ms; "
+                             "the bundle's model where pocketsphinx is not installed)")
     parser.add_argument("--emit-visemes", metavar="PATH",
                         help="write the viseme stream as JSON lines to PATH, - (stdout) or "
                              "udp://HOST:PORT (one datagram per frame)")
@@ -138,28 +141,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: int):
-    if spec == "auto":
-        spec = "model" if bundle.recognizer is not None else "none"
-        if spec == "none":
-            log.warning("the bundle has no viseme recogniser; the mouth will rest (sil)")
-    if spec == "none":
-        return SilentRecognizer()
-    if spec.startswith("file:"):
-        return FileRecognizer(spec[5:])
-    if spec == "pocketsphinx" or spec.startswith("pocketsphinx:"):
-        lookahead = spec.partition(":")[2] or str(SPHINX_LOOKAHEAD)
+    """The viseme recogniser ``spec`` names; logs which one runs. pocketsphinx missing: one
+    warning naming the package and what runs instead."""
+    if spec in ("auto", "pocketsphinx") or spec.startswith("pocketsphinx:"):
+        lookahead = spec.partition(":")[2] or str(DEFAULT_LOOKAHEAD)
         if not lookahead.isdigit():
             raise ValueError(f"--visemes {spec}: expected pocketsphinx or pocketsphinx:FRAMES")
-        return PocketsphinxRecognizer(bundle.fps, int(lookahead))
+        try:
+            recognizer = PocketsphinxRecognizer(bundle.fps, int(lookahead))
+        except RecognizerUnavailable as exc:
+            spec = "model" if bundle.recognizer is not None else "none"
+            log.warning("%s: visemes from %s instead", exc,
+                        "the bundle's learned recogniser" if spec == "model"
+                        else "nowhere; the mouth rests (sil)")
+        else:
+            log.info("visemes: pocketsphinx phone recognition, look-ahead %d frames (%.0f ms "
+                     "from sound to viseme)", recognizer.lookahead_frames,
+                     1000 * (1 + recognizer.lookahead_frames) / bundle.fps)
+            return recognizer
+    if spec == "none":
+        log.info("visemes: none (the mouth rests)")
+        return SilentRecognizer()
+    if spec.startswith("file:"):
+        log.info("visemes: from %s", spec[5:])
+        return FileRecognizer(spec[5:])
     if spec == "model":
         if bundle.recognizer is None:
             raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (export it "
                               "with tsd export --visemes)")
         variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
         session = open_graph(bundle, root, variant, "visemes", threads)
+        log.info("visemes: the bundle's learned recogniser (%s)", variant)
         return LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor)
-    raise ValueError(f"unknown viseme source {spec!r} (model, pocketsphinx[:FRAMES], none, "
-                     "file:PATH, auto)")
+    raise ValueError(f"unknown viseme source {spec!r} (auto, pocketsphinx[:FRAMES], model, "
+                     "none, file:PATH)")
 
 
 class Control:
