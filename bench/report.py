@@ -176,17 +176,29 @@ def stage_rows(rows: list[Row]) -> list[dict]:
                     "threads": row.get("threads", "-"), "sampler": row.get("sampler", "-"),
                     "mean_ms": row.mean, "std_ms": row.std, "p95_ms": row.p95,
                     "macs": row.get("macs"),
-                    "gflops": 2 * row.get("macs") / row.mean / 1e6 if row.get("macs") else None})
+                    "gflops": 2 * row.get("macs") / row.mean / 1e6 if row.get("macs") else None,
+                    "pi4_ms": _stage_pi4(row)})
     return out
+
+
+def _stage_pi4(row: Row) -> str:
+    """Pi 4 estimate of a stage: graphs from their MACs; work a benchmark marks as glue
+    (``pi4: glue``, e.g. paste-back) as this machine's time times the glue slowdown."""
+    if row.get("macs"):
+        return estimate(int(row.get("macs"))).text_ms()
+    if row.get("pi4") == "glue":
+        return estimate(0, row.mean).text_ms()
+    return "-"
 
 
 def stage_table(stages: list[dict]) -> str:
     return _md_table(
         ["stage", "backend", "precision", "threads", "sampler", "mean ms", "std ms", "p95 ms",
-         "GFLOP/s"],
+         "GFLOP/s", "Pi 4 est. ms"],
         [[s["stage"], s["backend"], s["precision"], str(s["threads"]), s["sampler"],
           f"{s['mean_ms']:.3f}", f"{s['std_ms']:.3f}", f"{s['p95_ms']:.3f}",
-          f"{s['gflops']:.1f}" if s["gflops"] else "-"] for s in stages])
+          f"{s['gflops']:.1f}" if s["gflops"] else "-", s.get("pi4_ms", "-")]
+         for s in stages])
 
 
 def variant_table(rows: list[Row], steps: int = 2) -> tuple[str, list[dict]]:

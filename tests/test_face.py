@@ -28,6 +28,7 @@ from edge_runtime.face.reference import (
     read_photo,
     turn,
 )
+from edge_runtime.marking.marker import Marker
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bundles" / "demo"
@@ -240,7 +241,7 @@ def test_edge_run_frames_are_the_photo_with_only_the_lower_face_rendered(demo, t
     assert edge_run(["--bundle", str(DEMO), "--audio", str(_short_speech(tmp_path)),
                      "--reference", str(name), "--offline", "--sink", f"{out}/"]) == 0
     frames = _frames(out)
-    photo = read_photo(name).astype(np.int64)
+    photo = Marker.of_bundle(*demo)(read_photo(name)).astype(np.int64)  # as every sink marks
     assert frames.shape[1:] == photo.shape
     outside = _outside_the_mask(demo, name)
     assert np.abs(frames - photo).max(axis=3)[:, outside].max() <= 1
@@ -277,7 +278,8 @@ def test_edge_receive_pastes_back_into_the_reference_it_is_given(demo, tmp_path)
     assert codes == {"s": 0, "r": 0}
     frames = _frames(out)
     assert frames.shape == (25, 256, 256, 3)
-    photo = prepare_reference(name, *demo, output_size=256).paste.photo.astype(np.int64)
+    photo = Marker.of_bundle(*demo)(prepare_reference(name, *demo, output_size=256).paste.photo)
+    photo = photo.astype(np.int64)
     outside = _outside_the_mask(demo, name, output_size=256)
     assert np.abs(frames - photo).max(axis=3)[:, outside].max() <= 1
     assert (np.abs(frames - photo).max(axis=3)[:, ~outside] > 8).any()

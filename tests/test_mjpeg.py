@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_runtime import tone, write_wav
+from tests.test_runtime import _reference, tone, write_wav
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -41,12 +41,11 @@ def _wait_listening(port: int, process: subprocess.Popen, timeout: float = 30) -
 
 
 @pytest.fixture
-def live_page(tiny_bundle, tmp_path):
+def live_page(tiny_bundle, tiny_dataset, tmp_path):
     """edge-run at real-time pace on 12 s of audio, frames to http://127.0.0.1:PORT."""
     speech = np.concatenate([tone(0.5, 0, level=0), tone(11.5, 180)])
     wav = write_wav(tmp_path / "speech.wav", speech)
-    photo = tmp_path / "face.png"
-    cv2.imwrite(str(photo), np.full((200, 160, 3), 90, np.uint8))
+    photo = _reference(tmp_path, tiny_dataset)
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_runtime.cli", "--bundle", str(tiny_bundle), "--audio",
@@ -104,7 +103,7 @@ def test_the_live_page_shows_frames_and_stats_in_chromium(live_page, browser, tm
     browser.get(live_page + "/")
     assert "synthetic media" in browser.find_element("css selector", ".notice").text
     width, height, low, high = _until(lambda: browser.execute_script(READ_PICTURE))
-    assert (width, height) == (128, 128) and high > low  # a decoded face, not a blank image
+    assert (width, height) == (228, 208) and high > low  # a decoded face, not a blank image
     stats = browser.find_element("id", "stats")
 
     def frames_shown() -> int | None:
@@ -126,4 +125,4 @@ def test_stream_is_multipart_jpeg_and_a_snapshot_url_exists(live_page):
     assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head  # JPEG start marker
     with urllib.request.urlopen(live_page + "/frame.jpg", timeout=10) as response:
         frame = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
-    assert frame.shape == (128, 128, 3)
+    assert frame.shape == (208, 228, 3)  # the photo's framing

