@@ -40,8 +40,9 @@ data: $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 	$(TSD) data preview --data $(DEMO) --out $(DEMO)/preview
 
-# Debian's Chromium + ChromeDriver for the live-page test and systemd-analyze for the unit
-# checks (those tests skip where the tools are missing).
+# Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
+# checks, and real recorded speech (pocketsphinx-testdata) and Festival's diphone voices for
+# the real-speech viseme tests (those tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
@@ -49,6 +50,10 @@ test-tools:
 	@command -v systemd-analyze >/dev/null || \
 	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
+	@test -d /usr/share/pocketsphinx/test && command -v text2wave >/dev/null || \
+	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
+	    festvox-kallpc16k festvox-kdlpc16k >/dev/null || \
+	  echo "make: could not install the speech test data; the real-speech tests will be skipped"
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
 test: $(VENV)/.installed test-tools
