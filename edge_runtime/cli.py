@@ -28,7 +28,7 @@ from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.errors import report
 from edge_runtime.face.reference import PhotoError, prepare_reference
-from edge_runtime.hybrid.sender import LatentSender
+from edge_runtime.hybrid.sender import LatentSender, session_hello, wire_line
 from edge_runtime.hybrid.wire import read_key
 from edge_runtime.marking.marker import Marker
 from edge_runtime.output.sinks import open_sink
@@ -218,11 +218,11 @@ def run(args: EdgeSettings, control: Control | None = None,
         renderer = Renderer(bundle, root, args.steps, args.backend, args.precision,
                             args.threads, args.mode, args.seed, sampler=args.sampler)
         photo = prepare_reference(reference, bundle, root, args.face, args.output_size,
-                                  paste_back=args.framing == "photo" and args.mode == "full",
+                                  paste_back=args.framing == "photo",
                                   threads=args.threads)
         renderer.set_reference(photo.crop)
         resting = renderer.latent(np.zeros(2 * bundle.viseme_context + 1, np.int32))  # warm-up
-        compose = photo.paste
+        compose = photo.paste if args.mode == "full" else None  # hybrid: the receiver pastes
         if compose is not None:
             compose.calibrate(renderer.decode(resting))
     recognizer = _recognizer(args.visemes, bundle, root, args.backend, args.precision,
@@ -233,7 +233,8 @@ def run(args: EdgeSettings, control: Control | None = None,
         if not sink_spec.startswith("latent://"):
             raise ValueError(f"hybrid mode sends latents: --sink latent://HOST:PORT, got "
                              f"{sink_spec!r}")
-        sink = LatentSender(sink_spec, read_key(args.key_file))
+        sink = LatentSender(sink_spec, session_hello(bundle, root, photo.paste),
+                            read_key(args.key_file))
     else:
         sink = open_sink(sink_spec, bundle.fps, marker=Marker.of_bundle(bundle, root, args.label))
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
@@ -248,6 +249,8 @@ def run(args: EdgeSettings, control: Control | None = None,
     finally:
         close_emit()
     summary = pipeline.summary() | {"load_s": load_s, "peak_rss_mb": peak_rss_mb()}
+    if isinstance(sink, LatentSender):
+        summary["wire"] = sink.stats.summary()
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return summary
@@ -319,7 +322,8 @@ def _log_stats(summary: dict) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    print(f"edge-run: {_stats_line(summary)}; load {summary['load_s']:.2f} s, peak RSS "
+    wire = f"; {wire_line(summary['wire'])}" if "wire" in summary else ""
+    print(f"edge-run: {_stats_line(summary)}{wire}; load {summary['load_s']:.2f} s, peak RSS "
           f"{summary['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
 

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -223,7 +222,7 @@ def test_the_live_page_serves_marked_jpegs_with_metadata():
 
 def test_edge_receive_marks_its_output(tmp_path):
     from edge_runtime.hybrid.receiver import main as edge_receive
-    from edge_runtime.hybrid.wire import LatentMessage, encode
+    from tests.test_hybrid import Client, _listening, frame, hello, wait_for
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -234,20 +233,12 @@ def test_edge_receive_marks_its_output(tmp_path):
         "--bundle", str(DEMO), "--listen", f"127.0.0.1:{port}", "--sink", f"png:{out}",
         "--frames", "2", "--no-label"])))
     thread.start()
-    end = time.monotonic() + 30
-    while True:
-        try:
-            conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < end
-            time.sleep(0.05)
-    with conn:
-        rng = np.random.default_rng(0)
-        for seq in (1, 2):
-            latent = (0.3 * rng.standard_normal((4, 16, 16))).astype(np.float16)
-            conn.sendall(encode(LatentMessage(seq, 0, latent)))
-        thread.join(30)
+    wait_for(lambda: _listening(port), 30)
+    client = Client(("127.0.0.1", port), hello())  # a v2 session of the demo bundle
+    client.answer()
+    client.send(frame(1), frame(2))
+    thread.join(30)
+    client.close()
     assert codes == {"r": 0}
     bundle, root = load_bundle(DEMO)
     expected = Marker.of_bundle(bundle, root).fields["bundle_sha256"]
