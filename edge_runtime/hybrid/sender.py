@@ -42,6 +42,7 @@ from edge_runtime.hybrid.wire import (
     encode,
     kind_of,
 )
+from edge_runtime.pipeline import STATS_EVERY_S
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class LatentSender:
         self._reader = MessageReader()
         self._complaint = ""  # the last problem logged: repeats are not logged again
         self._sessions = 0
-        self._start = time.monotonic()
+        self._start = self._logged = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="latent-sender", daemon=True)
         self._thread.start()
 
@@ -236,8 +237,14 @@ class LatentSender:
             if item is not None:
                 self._send(*item)
             self._poll(0.0)
+            self._log_stats()
         if self._socket is not None:
             self._goodbye()
+
+    def _log_stats(self) -> None:
+        if time.monotonic() - self._logged >= STATS_EVERY_S:
+            self._logged = time.monotonic()
+            log.info("live: %s", wire_line(self.stats.summary()))
 
     def _finished(self) -> bool:
         with self._ready:
