@@ -92,7 +92,7 @@ class Limits:
     """A session without a message for this long is closed and gives up the output (a
     live sender sends fps frames a second)."""
     ack_every: int = 10
-    """Frames between two ACKs."""
+    """Frames between two ACKs (and an ACK whenever the sender pauses)."""
 
 
 @dataclass
@@ -293,6 +293,8 @@ class Receiver:
             try:
                 data = conn.sock.recv(1 << 16)
             except TimeoutError:
+                if conn.since_ack:  # a pause: settle what came so far
+                    self._ack(conn)
                 continue
             except OSError:
                 return
@@ -330,6 +332,9 @@ class Receiver:
             self._frame(conn, message)
         elif kind == BYE:
             self._ack(conn)
+            with self._lock:  # the sender is stopping: another stream may have the output
+                if self._owner is conn:
+                    self._owner = None
         else:
             self.stats.rejected += 1
             self.complaints.warn(conn.host, "message", f"unexpected {KIND_NAMES[kind]}")

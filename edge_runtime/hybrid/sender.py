@@ -224,7 +224,7 @@ class LatentSender:
     def _run(self) -> None:
         delay = self.backoff[0]
         while not self._finished():
-            if self._socket is None:
+            if self._socket is None and (not self._sessions or self._queue):
                 wait = self._open_session(delay)
                 if wait and self._closed.is_set():
                     break  # a stop does not wait for a receiver that is not there
@@ -233,6 +233,9 @@ class LatentSender:
                     delay = min(max(delay * 2, wait), self.backoff[1])
                     continue
                 delay = self.backoff[0]
+            if self._socket is None:  # the receiver closed an idle session: reconnect
+                self._next(timeout=0.1, take=False)  # when there is a frame to send
+                continue
             item = self._next(timeout=0.1)
             if item is not None:
                 self._send(*item)
@@ -250,11 +253,15 @@ class LatentSender:
         with self._ready:
             return self._closing and (not self._queue or time.monotonic() > self._deadline)
 
-    def _next(self, timeout: float) -> tuple[int, bytes] | None:
+    def _next(self, timeout: float, take: bool = True) -> tuple[int, bytes] | None:
+        """The oldest queued frame (waiting up to ``timeout`` for one); with ``take``
+        False it stays queued."""
         with self._ready:
             if not self._queue and not self._closing:
                 self._ready.wait(timeout)
-            return self._queue.popleft() if self._queue else None
+            if not (take and self._queue):
+                return None
+            return self._queue.popleft()
 
     def _open_session(self, delay: float) -> float:
         """Connect and do the handshake -> 0 when the session is open, else how long to wait
