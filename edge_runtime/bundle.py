@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from edge_runtime.audio.features import MelConfig
+from edge_runtime.audio.features import SAMPLE_RATE, MelConfig
 from edge_runtime.dataio import DataError, from_dict, read_yaml, to_dict
 from edge_runtime.render.schedule import StepSchedule
 from edge_runtime.visemes.vocabulary import VISEMES
@@ -221,7 +221,48 @@ def _check_face(face: FaceGraphs, root: Path, source: str, verify_files: bool) -
                           f"(fractions in (0, 1)), got {face.template}")
 
 
+MAX_FPS = 120
+MAX_SIDE = 4096
+"""Largest frame or latent side a bundle may declare (pixels)."""
+
+
+def _ranges(bundle: Bundle) -> list[tuple[str, Any, bool, str]]:
+    """(key, value, whether it is in range, the range) of every number a run divides by,
+    allocates by or indexes with."""
+    mel, latent, inf = bundle.audio, bundle.latent, float("inf")
+    checks = [
+        ("fps", bundle.fps, 1 <= bundle.fps <= MAX_FPS, f"1 to {MAX_FPS}"),
+        ("resolution", bundle.resolution, 16 <= bundle.resolution <= MAX_SIDE,
+         f"16 to {MAX_SIDE}"),
+        ("viseme_context", bundle.viseme_context, 0 <= bundle.viseme_context <= bundle.fps,
+         "0 to fps"),
+        ("latent.channels", latent.channels, 1 <= latent.channels <= 1024, "1 to 1024"),
+        ("latent.size", latent.size, 1 <= latent.size <= bundle.resolution,
+         "1 to resolution"),
+        ("latent.scale", latent.scale, 0 < latent.scale < inf, "above 0"),
+        ("face_margin", bundle.face_margin, 0 <= bundle.face_margin <= 4, "0 to 4"),
+        ("audio.sample_rate", mel.sample_rate, mel.sample_rate == SAMPLE_RATE,
+         f"{SAMPLE_RATE}, the runtime's rate"),
+        ("audio.win_length", mel.win_length, 1 <= mel.win_length <= mel.n_fft, "1 to n_fft"),
+        ("audio.hop_length", mel.hop_length, 1 <= mel.hop_length <= mel.win_length,
+         "1 to win_length"),
+        ("audio.n_fft", mel.n_fft, 1 <= mel.n_fft <= SAMPLE_RATE, f"1 to {SAMPLE_RATE}"),
+        ("audio.n_mels", mel.n_mels, 1 <= mel.n_mels <= mel.n_fft // 2, "1 to n_fft / 2"),
+        ("audio.fmin", mel.fmin, 0 <= mel.fmin < mel.fmax, "0 to fmax"),
+        ("audio.fmax", mel.fmax, mel.fmax <= mel.sample_rate / 2, "up to sample_rate / 2"),
+        ("audio.floor", mel.floor, 0 < mel.floor < 1, "between 0 and 1"),
+    ]
+    if bundle.recognizer is not None:
+        for key in ("context", "lookahead"):
+            value = getattr(bundle.recognizer, key)
+            checks.append((f"recognizer.{key}", value, 0 <= value <= 1000, "0 to 1000"))
+    return checks
+
+
 def _check_contents(bundle: Bundle, root: Path, source: str, verify_files: bool) -> None:
+    for key, value, ok, expected in _ranges(bundle):
+        if not ok:
+            raise BundleError(f"{source}: {key}: {value!r} is out of range ({expected})")
     if tuple(bundle.visemes) != VISEMES:
         raise BundleError(f"{source}: viseme set {list(bundle.visemes)} differs from this "
                           f"runtime's {list(VISEMES)}")

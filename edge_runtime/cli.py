@@ -11,22 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.audio.features import SAMPLE_RATE
-from edge_runtime.audio.files import AudioError, read_audio_file, read_stdin_pcm
+from edge_runtime.audio.files import AudioError, read_audio_file
 from edge_runtime.audio.mic import MicrophoneSource
+from edge_runtime.audio.stdin import stdin_source
 from edge_runtime.autotune import autotune, write_choice
 from edge_runtime.backends import BACKENDS, open_graph
 from edge_runtime.bundle import BundleError, load_bundle
-from edge_runtime.errors import report
+from edge_runtime.errors import one_line, report
 from edge_runtime.face.reference import PhotoError, prepare_reference
 from edge_runtime.hybrid.sender import LatentSender, session_hello, wire_line
 from edge_runtime.hybrid.wire import read_key
@@ -198,16 +202,29 @@ class Control:
             signal.signal(signal.SIGHUP, self.request_reload)
 
 
-def run(args: EdgeSettings, control: Control | None = None,
-        notifier: Notifier | None = None) -> dict:
-    control = control or Control()
-    notifier = notifier or Notifier({})
+@dataclass
+class Prepared:
+    """A run ready to start: everything that bad settings or input can break is done."""
+
+    settings: EdgeSettings
+    pipeline: Pipeline
+    audio: np.ndarray | None
+    """A file's samples; None for the live sources (microphone, stdin)."""
+    sink: object
+    close_emit: Callable[[], None]
+    load_s: float
+    status: str
+    """What systemd shows once it runs."""
+
+
+def prepare(args: EdgeSettings, notifier: Notifier) -> Prepared:
+    """Load the bundle, the audio file, the reference and the recogniser, warm up and open
+    the sink. Raises (one line) on bad settings or input; opens the sink last, so a failure
+    leaves no output behind."""
     started = time.perf_counter()
     bundle, root = _load_bundle(args)
     audio = None
-    if args.audio == "-":
-        audio = read_stdin_pcm()
-    elif args.audio != "mic":
+    if args.audio not in ("mic", "-"):
         audio = read_audio_file(args.audio)
     renderer = compose = None
     sink_spec = args.resolved_sink
@@ -239,21 +256,37 @@ def run(args: EdgeSettings, control: Control | None = None,
         sink = open_sink(sink_spec, bundle.fps, marker=Marker.of_bundle(bundle, root, args.label))
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
                         on_stats=_log_stats, compose=compose)
-    load_s = time.perf_counter() - started
-    notifier.ready(f"{bundle.name}: {args.mode} mode, {args.steps} steps, audio {args.audio}")
+    return Prepared(args, pipeline, audio, sink, close_emit, time.perf_counter() - started,
+                    f"{bundle.name}: {args.mode} mode, {args.steps} steps, audio {args.audio}")
+
+
+def execute(prepared: Prepared, stop: threading.Event) -> dict:
+    """Run until the audio ends, --duration, or ``stop`` -> the summary (also written to
+    --stats)."""
+    args, pipeline = prepared.settings, prepared.pipeline
     try:
-        if audio is None:
-            _run_mic(pipeline, args, control.stop)
+        if args.audio == "mic":
+            _run_mic(pipeline, args, stop)
+        elif args.audio == "-":
+            source = stdin_source()
+            source.paced = not args.offline
+            pipeline.run_live(source, stop, args.duration, realtime=not args.offline)
         else:
-            pipeline.run(audio, realtime=not args.offline, stop=control.stop)
+            pipeline.run(prepared.audio, realtime=not args.offline, stop=stop)
     finally:
-        close_emit()
-    summary = pipeline.summary() | {"load_s": load_s, "peak_rss_mb": peak_rss_mb()}
-    if isinstance(sink, LatentSender):
-        summary["wire"] = sink.stats.summary()
+        prepared.close_emit()
+    summary = pipeline.summary() | {"load_s": prepared.load_s, "peak_rss_mb": peak_rss_mb()}
+    if isinstance(prepared.sink, LatentSender):
+        summary["wire"] = prepared.sink.stats.summary()
     if args.stats:
-        Path(args.stats).write_text(json.dumps(summary, indent=2))
+        _write_atomically(Path(args.stats), json.dumps(summary, indent=2))
     return summary
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
@@ -263,14 +296,56 @@ def _run_mic(pipeline: Pipeline, args: EdgeSettings, stop: threading.Event):
     if isinstance(device, str) and device.isdigit():
         device = int(device)
     source = MicrophoneSource(device)
-    stats = pipeline.run_live(source, stop, args.duration,
-                              keep_audio=args.resolved_sink.endswith(".mp4"))
+    stats = pipeline.run_live(source, stop, args.duration)
     mic = source.stats
     if mic.overruns or mic.device_errors:
         log.warning("microphone: %d overruns, %d device errors, %.1f s of silence while "
                     "no device was open", mic.overruns, mic.device_errors,
                     mic.silence_samples / SAMPLE_RATE)
     return stats
+
+
+def _reload(args: argparse.Namespace, running: EdgeSettings,
+            notifier: Notifier) -> Prepared:
+    """The next run after SIGHUP: the settings files and the bundle read again. When they
+    are broken, one error line and the running settings again (systemd's reload contract:
+    the service keeps running)."""
+    try:
+        settings, _ = load_layers(args.config, vars(args))
+        return prepare(settings, notifier)
+    except RUN_ERRORS as exc:
+        log.error("reload: %s; keeping the running settings", one_line(exc))
+    return prepare(running, notifier)
+
+
+class NothingRendered(RuntimeError):
+    """A run that should have rendered frames ended before the first one."""
+
+
+def _serve(args: argparse.Namespace, settings: EdgeSettings, control: Control,
+           notifier: Notifier) -> None:
+    """Run, and run again after each SIGHUP, until a stop or the end of the audio."""
+    prepared = prepare(settings, notifier)
+    frames = 0
+    while True:
+        notifier.ready(prepared.status)
+        summary = execute(prepared, control.stop)
+        frames += summary["frames"]
+        if summary["frames"] or prepared.pipeline.renderer is None:
+            _print_summary(summary)
+        if not control.reload:
+            break
+        log.info("SIGHUP: reloading settings and bundle")
+        notifier.reloading()
+        control = Control()
+        control.install()
+        prepared = _reload(args, prepared.settings, notifier)
+    notifier.stopping()
+    if prepared.pipeline.renderer is not None and not frames:
+        sink = prepared.settings.resolved_sink
+        kept = f"; {sink} was left as it was" if sink.endswith(".mp4") else ""
+        raise NothingRendered("no frame was rendered (the audio ended or the run was "
+                              f"stopped before the first frame){kept}")
 
 
 def _load_bundle(settings: EdgeSettings):
@@ -327,6 +402,10 @@ def _print_summary(summary: dict) -> None:
           f"{summary['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
 
+RUN_ERRORS = (BundleError, AudioError, PhotoError, ValueError, OSError)
+"""What bad settings or input raise: one line, never a traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -334,23 +413,18 @@ def main(argv: list[str] | None = None) -> int:
     control, notifier = Control(), Notifier()
     control.install()
     try:
-        while True:
-            settings, sources = load_layers(args.config, vars(args))
-            if args.print_config:
-                print(describe(settings, sources), end="")
-                return 0
-            if args.autotune:
-                _autotune(settings, Path(args.config) if args.config else user_config())
-                return 0
-            _print_summary(run(settings, control, notifier))
-            if not control.reload:
-                break
-            log.info("SIGHUP: reloading settings and bundle")
-            notifier.reloading()
-            control = Control()
-            control.install()
-        notifier.stopping()
-    except (BundleError, AudioError, PhotoError, ValueError, OSError) as exc:
+        settings, sources = load_layers(args.config, vars(args))
+        if args.print_config:
+            print(describe(settings, sources), end="")
+            return 0
+        if args.autotune:
+            _autotune(settings, Path(args.config) if args.config else user_config())
+            return 0
+        _serve(args, settings, control, notifier)
+    except NothingRendered as exc:
+        report("edge-run", exc)
+        return 1
+    except RUN_ERRORS as exc:
         return report("edge-run", exc)
     except KeyboardInterrupt:
         return 130

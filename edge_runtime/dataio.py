@@ -25,6 +25,9 @@ def read_yaml(path: Path, what: str) -> Any:
         text = path.read_text()
     except OSError as exc:
         raise DataError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {what} is not a text file (byte {exc.start} is not "
+                        "UTF-8)") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

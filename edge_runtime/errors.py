@@ -7,12 +7,15 @@ import sys
 EXIT_USAGE = 2
 
 
-def report(prog: str, exc: BaseException) -> int:
-    """Print ``prog: error: ...`` in one line (an OSError names its file) -> exit code 2."""
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line (an OSError names its file)."""
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        message = f"{where}{exc.strerror or exc}"
-    else:
-        message = str(exc)
-    print(f"{prog}: error: {message}", file=sys.stderr)
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+
+
+def report(prog: str, exc: BaseException) -> int:
+    """Print ``prog: error: ...`` in one line -> exit code 2."""
+    print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
     return EXIT_USAGE

@@ -79,10 +79,12 @@ class Pipeline:
                  compose: Callable[[np.ndarray], np.ndarray] | None = None):
         """``compose`` turns a decoded face into the output frame (the paste-back into the
         reference photo; E1 only); ``heartbeat`` is called every loop iteration (the systemd
-        watchdog);
+        watchdog); a sink with ``write_audio`` gets the audio as it is fed, before the frames
+        it drives;
         ``on_stats`` every STATS_EVERY_S with the live summary; sinks that show stats (the
         MJPEG page) get it every SINK_STATS_EVERY_S through ``publish_stats``."""
         self.stream, self.renderer, self.sink, self.emit = stream, renderer, sink, emit
+        self._record_audio = getattr(sink, "write_audio", None)  # the mp4 sink records it
         self.heartbeat = heartbeat
         self.on_stats = on_stats
         self.compose = compose
@@ -183,6 +185,8 @@ class Pipeline:
         """Push audio and render what became ready (at most one frame when ``realtime``,
         dropping older ready frames)."""
         self._push(audio)
+        if self._record_audio is not None:
+            self._record_audio(audio)
         self._drain(final=False, realtime=realtime)
         self._publish()
 
@@ -223,26 +227,25 @@ class Pipeline:
         self._accept(self.stream.finish())
         self._drain(final=True, realtime=False)
         self.stats.wall_s = time.monotonic() - start
-        self.sink.close(audio[:position])
+        self.sink.close()
         return self.stats
 
     def run_live(self, source, stop: threading.Event, duration_s: float | None = None,
-                 keep_audio: bool = True, idle_s: float = 0.005) -> Stats:
-        """Capture from ``source`` (edge_runtime.audio.mic.MicrophoneSource) until ``stop`` is set
-        or ``duration_s`` has passed; frames at the pace the audio arrives."""
+                 realtime: bool = True, idle_s: float = 0.005) -> Stats:
+        """Capture from ``source`` (edge_runtime.audio.mic.MicrophoneSource or
+        edge_runtime.audio.stdin.StdinSource: start, read, close and ``ended``) until ``stop``
+        is set, ``duration_s`` has passed or the source ends; frames at the pace the audio
+        arrives (``realtime``: only the newest ready frame, the others dropped)."""
         start = time.monotonic()
-        kept: list[np.ndarray] = []
         source.start()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not source.ended:
                 self.heartbeat()
                 if duration_s is not None and time.monotonic() - start >= duration_s:
                     break
                 audio = source.read()
                 if len(audio):
-                    if keep_audio:
-                        kept.append(audio)
-                    self.feed(audio, realtime=True)
+                    self.feed(audio, realtime)
                 else:
                     time.sleep(idle_s)
         finally:
@@ -250,5 +253,5 @@ class Pipeline:
         self._accept(self.stream.finish())
         self._drain(final=True, realtime=False)
         self.stats.wall_s = time.monotonic() - start
-        self.sink.close(np.concatenate(kept) if kept else None)
+        self.sink.close()
         return self.stats

@@ -122,6 +122,11 @@ class MicrophoneSource:
         self._check_device()
 
     @property
+    def ended(self) -> bool:
+        """A microphone never runs out (pipeline.run_live also reads ``StdinSource``s)."""
+        return False
+
+    @property
     def is_open(self) -> bool:
         return self._stream is not None
 

@@ -9,6 +9,7 @@ square crop with the bundle's face margin, and frames of the model's own size.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +56,50 @@ def open_landmarker(bundle: Bundle, root: Path, threads: int = 2) -> FaceLandmar
     return landmarker
 
 
+REDUCTIONS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+              (2, cv2.IMREAD_REDUCED_COLOR_2))
+"""The scales at which libjpeg decodes directly (it skips the DCT coefficients it does not
+need), largest first."""
+MAX_DECODED_PIXELS = 40_000_000
+"""Largest image decoded at full size (120 MB as RGB): a JPEG above WORK_SIDE is decoded at
+a reduced scale instead, other formats (PNG, WebP, ...) this large are refused."""
+
+
+def _header(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, format) from the file's header alone (Pillow reads no pixels)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.width, image.height, image.format or ""
+    except FileNotFoundError:
+        raise PhotoError(f"{path}: reference image not found") from None
+    except Image.DecompressionBombError:
+        raise PhotoError(f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS} "
+                         "pixels; shrink it") from None
+    except (OSError, ValueError):
+        raise PhotoError(f"{path}: cannot read the reference image (not an image)") from None
+
+
 def read_photo(path: str | Path) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; PhotoError when the file is missing or not an image."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """RGB uint8 [H, W, 3], never much larger than WORK_SIDE when the file is larger: a JPEG
+    is decoded at 1/2, 1/4 or 1/8 of its size (the largest reduction that keeps the long
+    side at WORK_SIDE or more), so the full image is never held in memory. PhotoError when
+    the file is missing, not an image, or too large to decode within MAX_DECODED_PIXELS."""
+    width, height, kind = _header(path)
+    flag = cv2.IMREAD_COLOR
+    if kind == "JPEG":
+        flag = next((f for n, f in REDUCTIONS if max(width, height) // n >= WORK_SIDE), flag)
+    elif width * height > MAX_DECODED_PIXELS:
+        raise PhotoError(f"{path}: {width}x{height} {kind} is more than "
+                         f"{MAX_DECODED_PIXELS // 1_000_000} megapixels; shrink it or save "
+                         "it as JPEG (decoded at a reduced size)")
+    image = cv2.imread(str(path), flag)
     if image is None:
-        raise PhotoError(f"{path}: cannot read the reference image (missing or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise PhotoError(f"{path}: cannot read the reference image (not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second copy
 
 
 def shrink(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -172,7 +172,7 @@ class MjpegSink:
     def publish_stats(self, summary: dict) -> None:
         self.latest.stats = summary
 
-    def close(self, audio: np.ndarray | None = None) -> None:
+    def close(self) -> None:
         with self.latest.cond:
             self.latest.closed = True
             self.latest.cond.notify_all()
