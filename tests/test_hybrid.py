@@ -395,3 +395,28 @@ def test_edge_run_hybrid_to_edge_receive_end_to_end(tmp_path):
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 20 and max(frames[0].shape[:2]) == 200  # the photo's, not 128
+
+
+def test_sessions_that_do_not_fit_are_refused_with_their_reason(decoder):
+    from edge_runtime.hybrid.wire import REFUSE_BUNDLE, REFUSE_FRAMING, REFUSE_SHAPE
+
+    running = Running(decoder)
+    wrong_shape = Hello(b"s" * 16, 1, BUNDLE_SHA, (4, 8, 8))
+    cases = [(hello(bundle=b"\0" * 32), REFUSE_BUNDLE, "give both the same bundle"),
+             (wrong_shape, REFUSE_SHAPE, "latent shape (4, 8, 8)")]
+    for message, reason, text in cases:
+        client = Client(running.address, message)
+        answer = client.answer()
+        assert answer.reason == reason and text in answer.text
+        client.close()
+    client = Client(running.address, hello())  # crops of 128 px are being written ...
+    client.answer()
+    client.send(frame(0), Bye(1))
+    client.answer()
+    client.close()
+    other = Client(running.address, hello(2, b"t" * 16, framing_of(a_paste())))
+    answer = other.answer()  # ... so a session that brings a photo framing cannot join
+    assert answer.reason == REFUSE_FRAMING and "restart edge-receive" in answer.text
+    other.close()
+    running.close()
+    assert running.stats.refused == 3 and running.stats.frames == 1
