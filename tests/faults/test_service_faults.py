@@ -215,16 +215,18 @@ def test_a_reload_continues_into_a_new_file_and_keeps_the_first(tmp_path):
 
 def test_a_reload_into_a_broken_config_keeps_the_running_settings(tmp_path):
     config = tmp_path / "edge.yaml"
-    config.write_text(f"audio: {write_wav(tmp_path / 'long.wav', tone(30))}\nsink: null\n"
-                      f"reference: {FACE}\n")
+    config.write_text(f"audio: {write_wav(tmp_path / 'long.wav', tone(30))}\n"
+                      f"sink: 'null'\nreference: {FACE}\n")  # YAML's bare null is None
     notify = Notify(tmp_path)
     process = start(tmp_path, "--config", str(config), notify=notify)
     try:
         ready = notify.wait_for(b"READY=1")
+        time.sleep(1)
         config.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")  # a binary file in its place
         process.send_signal(signal.SIGHUP)
         notify.wait_for(b"RELOADING=1", 5)
         again = notify.wait_for(b"READY=1")
+        time.sleep(1)
         assert process.poll() is None  # still running
         assert [m for m in again if m.startswith(b"READY=1")][-1] == ready[-1]  # same status
         process.send_signal(signal.SIGTERM)
