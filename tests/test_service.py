@@ -83,10 +83,12 @@ def test_edge_run_notifies_pets_the_watchdog_reloads_and_stops_fast(tiny_bundle,
     try:
         assert any(m.startswith(b"READY=1") for m in _messages(sock, b"READY=1"))
         assert _messages(sock, b"WATCHDOG=1", 5)
+        time.sleep(0.5)  # frames rendered: a run stopped before its first frame exits 1
         process.send_signal(signal.SIGHUP)  # reload without a new process
         after = _messages(sock, b"READY=1")
         assert any(m.startswith(b"RELOADING=1") for m in after)
         assert _messages(sock, b"WATCHDOG=1", 5)
+        time.sleep(0.5)
         began = time.monotonic()
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=5)
