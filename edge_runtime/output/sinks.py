@@ -95,8 +95,8 @@ def _muxer_options(metadata: bool, live: bool) -> dict[str, str]:
     flags = [MP4_OPTIONS["movflags"]] if metadata else []
     if not live:
         return {"movflags": "+".join(flags)} if flags else {}
-    # flush_packets: each fragment reaches the file when it is cut, not when the I/O buffer
-    # fills (a 1 MiB buffer held the whole first minute of a small recording)
+    # flush_packets: each fragment reaches the file when it is cut, not when PyAV's 1 MiB
+    # I/O buffer fills (without it a kill left the file cut inside a fragment)
     return {"movflags": "+".join(flags + [LIVE_MOVFLAGS]),
             "frag_duration": str(int(FRAGMENT_S * 1e6)), "flush_packets": "1"}
 
