@@ -65,6 +65,49 @@ def test_bad_audio_files_are_one_line_errors(tmp_path, case, expected):
     assert expected in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_a_wav_cut_short_is_read_as_far_as_it_goes(tmp_path, caplog):
+    path = write_wav(tmp_path / "cut.wav", tone(1.0, 300))
+    path.write_bytes(path.read_bytes()[:44 + 2 * SAMPLE_RATE // 2])  # half the samples left
+    assert len(read_audio_file(path)) == SAMPLE_RATE // 2
+    assert "the file holds 16000" in caplog.text
+
+
+def test_stdin_is_paced_to_real_time_and_split_samples_wait_for_their_half():
+    import os
+    import time
+
+    from edge_runtime.audio.stdin import StdinSource
+
+    def queued(source) -> None:
+        """Wait (bounded) until the reader thread has queued what the pipe held."""
+        deadline = time.monotonic() + 5
+        while source._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    read_end, write_end = os.pipe()
+    data = (tone(0.5, 300) * 32767).astype("<i2").tobytes()
+    os.write(write_end, data[:1001])  # an odd byte count: the last sample is split
+    now = [0.0]
+    with open(read_end, "rb", buffering=0) as stream:
+        source = StdinSource(stream, clock=lambda: now[0])
+        source.start()
+        queued(source)
+        assert len(source.read()) == 0  # no time has passed
+        now[0] = 0.01
+        assert len(source.read()) == 160  # 10 ms of audio, no more
+        now[0] = 1.0
+        assert len(source.read()) == 340  # the rest of the 500 whole samples
+        os.write(write_end, data[1001:])
+        os.close(write_end)
+        parts, deadline = [], time.monotonic() + 5
+        while not source.ended and time.monotonic() < deadline:
+            parts.append(source.read())
+            time.sleep(0.01)
+        rest = np.concatenate(parts)
+        assert len(rest) == SAMPLE_RATE // 2 - 500 and source.ended
+        assert np.array_equal(rest, np.frombuffer(data[1000:], "<i2") / 32768.0)
+
+
 def _events(stream: VisemeStream, audio: np.ndarray, cuts: list[int]) -> list:
     events, start = [], 0
     for cut in sorted(cuts) + [len(audio)]:
