@@ -4,6 +4,7 @@ its face video, animated by the mouth model, written as the synthetic set's mani
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +18,11 @@ from training.data.media import read_frames
 from training.data.mouth import TARGETS
 from training.data.realsources import installed
 from training.data.synth import Motion
+from training.errors import UserError
+from training.eval.texture import texture_report, write_reports
 
 CONFIG = "configs/data/real-tiny.yaml"
+BUNDLE = Path(__file__).resolve().parent.parent / "bundles" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +80,26 @@ def test_manifest_splits_by_identity_and_records_provenance(config, dataset):
 
 
 def test_mouth_darkness_follows_the_mouth_opening(dataset):
+    """Darker as the jaw opens, in each clip (the teeth shown brighten some shapes: s, i)
+    and over all clips, by several grey levels."""
     out, _ = dataset
     manifest = read_manifest(out)
+    pooled = {"held": [], "recorded": [], "opening": []}
     for clip in manifest.clips:
         opening = np.load(manifest.resolve(clip.mouth_params))[:, 0]
         held = _mouth_darkness(read_frames(manifest.resolve(clip.held_frames)),
                                np.load(manifest.resolve(clip.held_mouth_boxes)))
         recorded = _mouth_darkness(read_frames(manifest.resolve(clip.frames)),
                                    np.load(manifest.resolve(clip.mouth_boxes)))
-        assert np.corrcoef(held, opening)[0, 1] < -0.6, clip.id
-        assert np.corrcoef(recorded, opening)[0, 1] < -0.4, clip.id
+        assert np.corrcoef(held, opening)[0, 1] < -0.3, clip.id
+        assert np.corrcoef(recorded, opening)[0, 1] < -0.3, clip.id
         assert held.max() - held.min() > 5, clip.id
+        for key, value in (("held", held - held.mean()), ("recorded", recorded - recorded.mean()),
+                           ("opening", opening)):
+            pooled[key].append(value)
+    opening = np.concatenate(pooled["opening"])
+    assert np.corrcoef(np.concatenate(pooled["held"]), opening)[0, 1] < -0.5
+    assert np.corrcoef(np.concatenate(pooled["recorded"]), opening)[0, 1] < -0.5
 
 
 def test_held_render_moves_only_the_mouth(config, dataset):
@@ -137,3 +150,19 @@ def test_an_identity_in_two_splits_is_refused():
     data["sources"][1]["faces"][0]["identity"] = data["sources"][0]["faces"][0]["identity"]
     with pytest.raises(ConfigError, match="is in train and val"):
         from_dict(RealConfig, data, "test.yaml")
+
+
+def test_texture_report_scores_the_bundle_round_trip(tiny_dataset, tmp_path):
+    report = texture_report(tiny_dataset, BUNDLE, "test", 2)
+    assert report.clips == 2 and report.frames > 40
+    assert 15 < report.psnr < 40 and report.mouth_psnr < report.psnr + 10
+    assert 0 < report.mouth_sharpness < 1.5
+    assert report.darkness_r < -0.1 and report.darkness_swing > 5
+    table = write_reports([report], tmp_path)
+    assert f"{report.psnr:.2f}" in table and (tmp_path / "texture.json").is_file()
+
+
+def test_texture_report_refuses_frames_of_another_size(dataset):
+    out, _ = dataset
+    with pytest.raises(UserError, match="frames of 64 px, the bundle .* works at 128 px"):
+        texture_report(out, BUNDLE, "test", 1)

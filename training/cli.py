@@ -127,6 +127,14 @@ def _calibrate(args: argparse.Namespace) -> None:
               f"{row['latent_mse']:.5f} (uniform {row['uniform_latent_mse']:.5f})")
 
 
+def _eval_texture(args: argparse.Namespace) -> None:
+    from training.eval.texture import texture_report, write_reports
+
+    reports = [texture_report(Path(d), Path(args.bundle), args.split, args.clips, args.variant)
+               for d in args.data]
+    print(write_reports(reports, Path(args.out)), end="")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -396,6 +404,25 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pocketsphinx: video frames heard after a frame before it is "
                               "decided (default: the runtime's)")
     visemes.set_defaults(func=_eval_visemes)
+
+    texture = groups.add_parser(
+        "eval-texture", help="how a bundle's autoencoder keeps each dataset's texture",
+        description="Every frame of a split through the bundle's reference encoder and "
+                    "decoder: PSNR, mouth-box PSNR and the mouth's sharpness kept (Laplacian "
+                    "variance, round trip over frame), and the held truth's mouth darkness "
+                    "against the mouth model's opening. Writes OUT/texture.md and "
+                    "OUT/texture.json; run it on the synthetic and the real-texture sets to "
+                    "see the gap.")
+    texture.add_argument("--bundle", required=True, help="bundle folder")
+    texture.add_argument("--data", required=True, action="append",
+                         help="dataset folder or manifest.jsonl (repeatable)")
+    texture.add_argument("--out", required=True, help="folder for the report")
+    texture.add_argument("--split", choices=["train", "val", "test"], default="test",
+                         help="split of every --data")
+    texture.add_argument("--clips", type=_positive, default=12, help="clips per dataset")
+    texture.add_argument("--variant", choices=list(VARIANTS), default="onnx-fp32",
+                         help="graph variant to run")
+    texture.set_defaults(func=_eval_texture)
 
     bench = groups.add_parser(
         "bench-report", help="latency tables from a pytest-benchmark JSON",

@@ -199,15 +199,23 @@ def _prepare_video(path: Path, source: RealSource, config: RealConfig,
             "segment": segment}
 
 
+def _stamp(source: RealSource, config: RealConfig) -> str:
+    """What a prepared source depends on: prepared again when it changes."""
+    return json.dumps({"source": to_dict(source), "size": config.size, "fps": config.fps,
+                       "work_scale": config.work_scale}, sort_keys=True) + "\n"
+
+
 def prepare(config: RealConfig, out: Path) -> dict[str, Path]:
-    """Every source's pictures and landmarks under OUT/sources/<name> (kept when done)."""
+    """Every source's pictures and landmarks under OUT/sources/<name> (kept when done and
+    prepared with the same settings)."""
     paths = locate(config.sources)
     landmarker = None
     folders = {}
     for source in config.sources:
         folder = out / SOURCES / source.name
         folders[source.name] = folder
-        if (folder / "done").is_file():
+        stamp = _stamp(source, config)
+        if (folder / "done").is_file() and (folder / "done").read_text() == stamp:
             continue
         landmarker = landmarker or landmarker_from_cache()
         prepare_one = _prepare_photo if source.kind == "photo" else _prepare_video
@@ -215,7 +223,7 @@ def prepare(config: RealConfig, out: Path) -> dict[str, Path]:
         with atomic_dir(folder) as tmp:
             for key, value in arrays.items():
                 np.save(tmp / f"{key}.npy", value)
-            (tmp / "done").write_text(source.sha256 + "\n")
+            (tmp / "done").write_text(stamp)
         log.info("prepared %s: %d frame(s), %d face(s)", source.name,
                  len(arrays["frames"]), len(arrays["landmarks"]))
     return folders

@@ -358,8 +358,8 @@ def draw_mouth(image: np.ndarray, rig: Rig, points: np.ndarray, params: np.ndarr
 
 def _draw_cavity(image: np.ndarray, frame: MouthFrame, upper: np.ndarray, lower: np.ndarray,
                  hw: float, p: dict, colours: Palette) -> None:
-    """The open mouth: dark cavity, upper teeth under the upper lip, lower teeth when the
-    teeth are nearly together, the tongue on the floor (and raised for t, d, n)."""
+    """The open mouth: dark cavity, the tongue on the floor (and raised for t, d, n), lower
+    teeth when the teeth are nearly together, upper teeth under the upper lip."""
     outline = np.concatenate([upper, lower[::-1]])
     pixels = frame.to_pixels(outline)
     x0, y0 = np.floor(pixels.min(0)).astype(int) - 2
@@ -372,25 +372,26 @@ def _draw_cavity(image: np.ndarray, frame: MouthFrame, upper: np.ndarray, lower:
     box = MouthFrame(shift, frame.axes, frame.unit)
     layer = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
     layer[:] = np.clip(colours.cavity, 0, 255).astype(np.uint8)
-    teeth_h = 0.28 * (0.3 + 0.7 * p["teeth"])
-    keep = np.abs(upper[:, 0]) <= 0.75 * hw + 1e-6
-    edge = upper[keep]
-    band = np.concatenate([edge - (0, TEETH_TOP), (edge + (0, teeth_h))[::-1]])
     teeth = np.clip(colours.teeth, 0, 255).tolist()
-    cv2.fillPoly(layer, [_local_polygon(box, band)], teeth, cv2.LINE_AA, shift=4)
-    bottom = float(lower[:, 1].max())
+    tongue = np.clip(colours.tongue, 0, 255).tolist()
+    teeth_h = 0.28 * (0.3 + 0.7 * p["teeth"])
+    top, bottom = float(upper[:, 1].min()), float(lower[:, 1].max())
+    # back to front: the tongue on the floor (no taller than the opening), the raised tip,
+    # then the teeth over them
+    cv2.fillPoly(layer, [_local_polygon(box, _ellipse(0.0, bottom, 0.6 * hw,
+                                                      min(0.25, 0.4 * (bottom - top))))],
+                 tongue, cv2.LINE_AA, shift=4)
+    if p["tongue_up"] > 0.05:
+        tip = _ellipse(0.0, top + teeth_h * 0.9, 0.3 * hw * p["tongue_up"], 0.12 * p["tongue_up"])
+        cv2.fillPoly(layer, [_local_polygon(box, tip)], tongue, cv2.LINE_AA, shift=4)
     if p["teeth"] > 0.5:
         low = lower[np.abs(lower[:, 0]) <= 0.6 * hw + 1e-6]
         lower_h = teeth_h * (p["teeth"] - 0.5)
         band = np.concatenate([low - (0, lower_h), (low + (0, TEETH_TOP))[::-1]])
         cv2.fillPoly(layer, [_local_polygon(box, band)], teeth, cv2.LINE_AA, shift=4)
-    tongue = np.clip(colours.tongue, 0, 255).tolist()
-    cv2.fillPoly(layer, [_local_polygon(box, _ellipse(0.0, bottom, 0.6 * hw, 0.25))], tongue,
-                 cv2.LINE_AA, shift=4)
-    if p["tongue_up"] > 0.05:
-        top = float(upper[:, 1].min())
-        tip = _ellipse(0.0, top + teeth_h * 0.9, 0.3 * hw * p["tongue_up"], 0.12 * p["tongue_up"])
-        cv2.fillPoly(layer, [_local_polygon(box, tip)], tongue, cv2.LINE_AA, shift=4)
+    edge = upper[np.abs(upper[:, 0]) <= 0.75 * hw + 1e-6]
+    band = np.concatenate([edge - (0, TEETH_TOP), (edge + (0, teeth_h))[::-1]])
+    cv2.fillPoly(layer, [_local_polygon(box, band)], teeth, cv2.LINE_AA, shift=4)
     mask = np.zeros(layer.shape[:2], np.uint8)
     cv2.fillPoly(mask, [_local_polygon(box, outline)], 255, cv2.LINE_AA, shift=4)
     alpha = (mask.astype(np.float32) / 255)[..., None]
