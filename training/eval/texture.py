@@ -39,10 +39,15 @@ class TextureReport:
     """Laplacian variance of the round trip inside the mouth box over the frame's (1 = as
     sharp, mean over frames)."""
     darkness_r: float
-    """Correlation of the held truth's mouth darkness (minus luma of the inner half of the
-    mouth box) with the mouth model's opening, over all frames; NaN without mouth_params."""
+    """Correlation of the held truth's mouth darkness (minus the luma of the inner half of
+    the mouth box, less its clip mean) with the mouth model's opening over all frames:
+    positive when the mouth darkens as it opens; NaN without mouth_params."""
     darkness_swing: float
     """Mean over clips of the held truth's mouth luma range (grey levels)."""
+    round_trip_r: float
+    """The same correlation on the round trip of the recorded frames."""
+    round_trip_swing: float
+    """The round trip's mouth luma range over the recorded frames' (mean over clips each)."""
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
@@ -82,24 +87,37 @@ class RoundTrip:
         return self.decoder.run({self.decoder.inputs[0].name: latent})[0]
 
 
+def _darkness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """[T] minus the mean luma of the inner half of each frame's mouth box."""
+    size = frames.shape[1]
+    return np.array([-frame[_box(box, size, 0.5)].mean()
+                     for frame, box in zip(_luma(frames), boxes)])
+
+
 def _clip_scores(manifest: Manifest, clip: ClipRecord, model: RoundTrip) -> dict:
     frames = read_frames(manifest.resolve(clip.frames))
     boxes = np.load(manifest.resolve(clip.mouth_boxes))
-    out = {"psnr": [], "mouth_psnr": [], "sharpness": []}
-    for frame, box in zip(frames, boxes):
-        recon = model(frame)
+    recons = np.stack([model(frame) for frame in frames])
+    out: dict = {"psnr": [], "mouth_psnr": [], "sharpness": []}
+    for frame, recon, box in zip(frames, recons, boxes):
         rows, cols = _box(box, clip.size)
         out["psnr"].append(_psnr(recon, frame))
         out["mouth_psnr"].append(_psnr(recon[rows, cols], frame[rows, cols]))
         out["sharpness"].append(_sharpness(recon[rows, cols])
                                 / max(_sharpness(frame[rows, cols]), 1e-6))
     if clip.mouth_params and clip.held_frames and clip.held_mouth_boxes:
-        held = _luma(read_frames(manifest.resolve(clip.held_frames)))
-        held_boxes = np.load(manifest.resolve(clip.held_mouth_boxes))
-        out["darkness"] = [float(-frame[_box(box, clip.size, 0.5)].mean())
-                           for frame, box in zip(held, held_boxes)]
-        out["opening"] = np.load(manifest.resolve(clip.mouth_params))[:, 0].tolist()
+        curves = {"held": _darkness(read_frames(manifest.resolve(clip.held_frames)),
+                                    np.load(manifest.resolve(clip.held_mouth_boxes))),
+                  "truth": _darkness(frames, boxes), "round_trip": _darkness(recons, boxes)}
+        for name, curve in curves.items():
+            out[f"{name}_swing"] = [float(np.ptp(curve))]
+            out[name] = curve - curve.mean()  # faces differ in brightness
+        out["opening"] = np.load(manifest.resolve(clip.mouth_params))[:, 0]
     return out
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 else float("nan")
 
 
 def texture_report(data: Path, bundle_dir: Path, split: str, clips: int,
@@ -114,26 +132,30 @@ def texture_report(data: Path, bundle_dir: Path, split: str, clips: int,
                         f"{bundle_dir} works at {model.size} px")
     scores = [_clip_scores(manifest, c, model)
               for c in tqdm(chosen, desc=f"round trip {data}", unit="clip")]
-    joined = {k: np.concatenate([s[k] for s in scores if k in s]) if any(k in s for s in scores)
-              else np.array([]) for k in ("psnr", "mouth_psnr", "sharpness", "darkness",
-                                          "opening")}
-    r = float(np.corrcoef(joined["darkness"], joined["opening"])[0, 1]) \
-        if len(joined["darkness"]) > 2 else float("nan")
-    swing = [np.ptp(s["darkness"]) for s in scores if "darkness" in s]
-    return TextureReport(str(data), split, len(chosen), len(joined["psnr"]),
-                         float(joined["psnr"].mean()), float(joined["mouth_psnr"].mean()),
-                         float(joined["sharpness"].mean()), r,
-                         float(np.mean(swing)) if swing else float("nan"))
+    keys = {k for s in scores for k in s}
+    joined = {k: np.concatenate([s[k] for s in scores if k in s]) for k in keys}
+    empty = np.array([])
+    mean = {k: float(joined[k].mean()) if len(joined.get(k, empty)) else float("nan")
+            for k in ("psnr", "mouth_psnr", "sharpness", "held_swing", "truth_swing",
+                      "round_trip_swing")}
+    opening = joined.get("opening", empty)
+    return TextureReport(
+        str(data), split, len(chosen), len(joined["psnr"]), mean["psnr"], mean["mouth_psnr"],
+        mean["sharpness"], _correlation(joined.get("held", empty), opening),
+        mean["held_swing"], _correlation(joined.get("round_trip", empty), opening),
+        mean["round_trip_swing"] / mean["truth_swing"])
 
 
 def write_reports(reports: list[TextureReport], out: Path) -> str:
     """OUT/texture.json and a markdown table (returned and written to OUT/texture.md)."""
     lines = ["| data | split | clips | frames | PSNR dB | mouth PSNR dB | mouth sharpness kept "
-             "| held darkness r | held swing (grey) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| held darkness r | held swing (grey) | round-trip darkness r | round-trip swing "
+             "kept |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         lines.append(f"| {r.data} | {r.split} | {r.clips} | {r.frames} | {r.psnr:.2f} | "
                      f"{r.mouth_psnr:.2f} | {100 * r.mouth_sharpness:.0f}% | "
-                     f"{r.darkness_r:.2f} | {r.darkness_swing:.1f} |")
+                     f"{r.darkness_r:.2f} | {r.darkness_swing:.1f} | {r.round_trip_r:.2f} | "
+                     f"{100 * r.round_trip_swing:.0f}% |")
     table = "\n".join(lines) + "\n"
     write_text(out / "texture.json", json.dumps([asdict(r) for r in reports], indent=2))
     write_text(out / "texture.md", table)
