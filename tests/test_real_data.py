@@ -152,6 +152,13 @@ def test_an_identity_in_two_splits_is_refused():
         from_dict(RealConfig, data, "test.yaml")
 
 
+def test_a_source_without_a_checksum_is_refused():
+    data = to_dict(load_config(CONFIG, RealConfig))
+    data["sources"][0]["sha256"] = "not-a-checksum"
+    with pytest.raises(ConfigError, match="sha256: must be 64 lower-case hex digits"):
+        from_dict(RealConfig, data, "test.yaml")
+
+
 def test_texture_report_scores_the_bundle_round_trip(tiny_dataset, tmp_path):
     report = texture_report(tiny_dataset, BUNDLE, "test", 2)
     assert report.clips == 2 and report.frames > 40

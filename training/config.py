@@ -220,6 +220,9 @@ class RealConfig:
         splits: dict[str, str] = {}
         for source in self.sources:
             _check(bool(source.faces), where, f"sources.{source.name}.faces", "needs a face")
+            _check(len(source.sha256) == 64 and all(c in "0123456789abcdef"
+                                                    for c in source.sha256),
+                   where, f"sources.{source.name}.sha256", "must be 64 lower-case hex digits")
             for start, end in source.segments:
                 _check(0 <= start < end, where, f"sources.{source.name}.segments",
                        "needs 0 <= start < end")
