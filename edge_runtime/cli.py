@@ -251,7 +251,7 @@ def prepare(args: EdgeSettings, notifier: Notifier) -> Prepared:
             raise ValueError(f"hybrid mode sends latents: --sink latent://HOST:PORT, got "
                              f"{sink_spec!r}")
         sink = LatentSender(sink_spec, session_hello(bundle, root, photo.paste),
-                            read_key(args.key_file))
+                            read_key(args.key_file), queue_frames=bundle.fps)
     else:
         sink = open_sink(sink_spec, bundle.fps, marker=Marker.of_bundle(bundle, root, args.label))
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,

@@ -162,9 +162,10 @@ class LatentSender:
     def __init__(self, address: str, hello: Hello, key: bytes | None = None,
                  queue_frames: int = 8, backoff: tuple[float, float] = (0.2, 5.0),
                  timeout_s: float = 2.0):
-        """``backoff``: first and longest wait between connection attempts (a refused
-        session waits the longest); ``timeout_s``: bound of a connect, a send and the
-        handshake."""
+        """``queue_frames``: frames held while the network or the receiver lags (edge-run
+        holds a second's worth: a receiver that stalls that long loses nothing);
+        ``backoff``: first and longest wait between connection attempts (a refused session
+        waits the longest); ``timeout_s``: bound of a connect, a send and the handshake."""
         self.host, self.port = parse_address(address)
         if self.port == 0:
             raise ValueError(f"{address!r}: the receiver's port is needed")
