@@ -131,7 +131,8 @@ class RealFace:
     split: Literal["train", "val", "test"]
     """Split of the identity (every face of one identity must name the same)."""
     face: int = 1
-    """Which face of the picture, numbered from the left (as ``edge-run --face``)."""
+    """Which face of a photo, numbered from the left (as ``edge-run --face``); a video's
+    largest face is used."""
 
 
 @dataclasses.dataclass(frozen=True)

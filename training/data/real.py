@@ -205,15 +205,13 @@ def _stamp(source: RealSource, config: RealConfig) -> str:
                        "work_scale": config.work_scale}, sort_keys=True) + "\n"
 
 
-def prepare(config: RealConfig, out: Path) -> dict[str, Path]:
+def prepare(config: RealConfig, out: Path) -> None:
     """Every source's pictures and landmarks under OUT/sources/<name> (kept when done and
     prepared with the same settings)."""
     paths = locate(config.sources)
     landmarker = None
-    folders = {}
     for source in config.sources:
         folder = out / SOURCES / source.name
-        folders[source.name] = folder
         stamp = _stamp(source, config)
         if (folder / "done").is_file() and (folder / "done").read_text() == stamp:
             continue
@@ -226,7 +224,6 @@ def prepare(config: RealConfig, out: Path) -> dict[str, Path]:
             (tmp / "done").write_text(stamp)
         log.info("prepared %s: %d frame(s), %d face(s)", source.name,
                  len(arrays["frames"]), len(arrays["landmarks"]))
-    return folders
 
 
 def identities(config: RealConfig, out: Path) -> list[tuple[str, str, tuple[Picture, ...]]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training.atomic import atomic_dir
-from training.config import SynthConfig, to_dict
+from training.config import RealConfig, SynthConfig, to_dict
 from training.data.alignment import Segment, cmudict, frame_visemes
 from training.data.face import (
     SUPERSAMPLE,
@@ -109,7 +109,7 @@ def identity_of(config: SynthConfig, index: int) -> tuple[Identity, Voice]:
     return ident, sample_voice(rng)
 
 
-def sentence(rng: np.random.Generator, config: SynthConfig) -> str:
+def sentence(rng: np.random.Generator, config: SynthConfig | RealConfig) -> str:
     vocab, p = vocabulary()
     words = list(rng.choice(vocab, size=rng.integers(config.min_words, config.max_words + 1), p=p))
     if len(words) >= 4 and rng.random() < config.pause_probability:
@@ -137,7 +137,7 @@ def _blinks(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     return closure
 
 
-def speech_track(rng: np.random.Generator, config: SynthConfig, speech: np.ndarray,
+def speech_track(rng: np.random.Generator, config: SynthConfig | RealConfig, speech: np.ndarray,
                  n_frames: int, lead: float) -> np.ndarray:
     """The clip's audio [n_frames / fps s]: ``speech`` after ``lead`` seconds of silence, with
     background noise at a random SNR from ``config.noise_snr_db``."""
@@ -257,7 +257,7 @@ class Motion:
                       hold(self.gain), hold(self.direction), self.strength)
 
 
-def clip_motion(phones: list[Segment], n_frames: int, config: SynthConfig,
+def clip_motion(phones: list[Segment], n_frames: int, config: SynthConfig | RealConfig,
                 rng: np.random.Generator) -> Motion:
     """Mouth from the phones; blinks, gaze, head pose and light as smooth random tracks."""
     t = (np.arange(n_frames) + 0.5) / config.fps
