@@ -10,7 +10,7 @@ DEMO   ?= data/demo
 RUNS   ?= runs/demo
 TSD    := $(VENV)/bin/tsd
 
-.PHONY: demo data test bench clean train-demo test-tools arm64-check
+.PHONY: demo data data-real test bench clean train-demo test-tools arm64-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: $(VENV)/.runtime
 data: $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 	$(TSD) data preview --data $(DEMO) --out $(DEMO)/preview
+
+# Real-texture talking clips from the photos and videos packages ship (with their
+# PROVENANCE.md and contact sheet; Festival's voices from make test-tools).
+data-real: $(VENV)/.installed
+	$(TSD) data real --config configs/data/real-demo.yaml --out data/real
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
 # checks, and real recorded speech (pocketsphinx-testdata) and Festival's diphone voices for
