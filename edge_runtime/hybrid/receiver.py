@@ -85,7 +85,7 @@ class Limits:
     connections: int = 8
     """Connections served at once; more are closed on arrival."""
     handshake_s: float = 2.0
-    """A connection must open its session (HELLO) within this."""
+    """A connection must begin its HELLO within this (and finish it within message_s)."""
     message_s: float = 5.0
     """A message begun must be complete within this (a sender that stalls longer is cut)."""
     idle_s: float = 3.0
@@ -274,7 +274,8 @@ class Receiver:
     def _expired(self, conn: Connection, reader: MessageReader, begun: float | None) -> str:
         """Why the connection must close now ("" while it may stay)."""
         now, limits = time.monotonic(), self.limits
-        if conn.session is None and now - conn.last_message > limits.handshake_s:
+        if conn.session is None and begun is None and \
+                now - conn.last_message > limits.handshake_s:
             return f"no HELLO within {limits.handshake_s:.1f} s"
         if begun is not None and now - begun > limits.message_s:
             return (f"a message stalled for {now - begun:.1f} s ({reader.pending} bytes of it "

@@ -46,6 +46,8 @@ from edge_runtime.pipeline import STATS_EVERY_S
 
 log = logging.getLogger(__name__)
 
+SLOW_LINK_BYTES_S = 125_000
+"""1 Mbit/s: the HELLO, which may carry the photo, is given the time it takes at this rate."""
 STREAM = os.urandom(16)
 """This process's stream id: a reload's new sender continues the same stream, so the
 receiver hands it the output at once."""
@@ -276,7 +278,9 @@ class LatentSender:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket, self._reader = sock, MessageReader()
         try:
-            sock.sendall(self._hello_bytes)
+            sock.settimeout(self.timeout_s + len(self._hello_bytes) / SLOW_LINK_BYTES_S)
+            sock.sendall(self._hello_bytes)  # it may carry the photo: allow for its size
+            sock.settimeout(self.timeout_s)
             welcome = self._await_welcome()
         except Refused as exc:
             self._disconnect()
