@@ -28,7 +28,7 @@ from edge_runtime.audio.features import SAMPLE_RATE
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import load_bundle
 from edge_runtime.face.reference import prepare_reference
-from edge_runtime.hybrid.wire import PREFIX, LatentMessage, decode, encode
+from edge_runtime.hybrid.wire import PREFIX, Frame, decode, encode
 from edge_runtime.marking.marker import Marker
 from edge_runtime.output.sinks import NullSink, open_sink
 from edge_runtime.pipeline import Pipeline
@@ -239,14 +239,14 @@ def test_onnx_io_binding(benchmark, bench_bundle, precision, threads, graph, cal
 
 def test_wire_encoding(benchmark):
     latent = np.random.default_rng(0).standard_normal((4, 16, 16)).astype(np.float16)
-    benchmark(lambda: encode(LatentMessage(1, 0, latent), b"0123456789abcdef"))
+    benchmark(lambda: encode(Frame(1, 1, 0, latent), b"0123456789abcdef"))
     benchmark.extra_info["stage"] = "hybrid message (fp16 + HMAC)"
 
 
 def test_wire_decoding(benchmark):
     latent = np.random.default_rng(0).standard_normal((4, 16, 16)).astype(np.float16)
     key = b"0123456789abcdef"
-    data = encode(LatentMessage(1, 0, latent), key)
+    data = encode(Frame(1, 1, 0, latent), key)
     benchmark(decode, data[PREFIX.size:], key)
     benchmark.extra_info["stage"] = "hybrid message decoding (HMAC check + fp16)"
 
@@ -281,7 +281,7 @@ def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps, t
 
     class WireSink(NullSink):
         def write(self, index, latent):
-            encode(LatentMessage(index, 0, latent[0].astype(np.float16)))
+            encode(Frame(1, index, 0, latent[0].astype(np.float16)))
 
     pipeline = Pipeline(VisemeStream(recognizer), renderer,
                         NullSink() if mode == "full" else WireSink())
