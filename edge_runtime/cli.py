@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-label", dest="label", action="store_const", const=False,
                         help="leave out the visible \"AI-generated\" corner label (the "
                              "invisible watermark and the metadata are always written)")
+    parser.add_argument("--c2pa-keys", metavar="DIR",
+                        help="folder of the device's C2PA signing key, made on first use "
+                             "(mp4 sinks, with the c2pa extra; default: "
+                             "$XDG_STATE_HOME/temposync/c2pa, under systemd "
+                             "/var/lib/temposync/c2pa)")
     parser.add_argument("--visemes",
                         help="viseme source: pocketsphinx (phone recognition; "
                              "pocketsphinx:N sets its look-ahead to N frames, default "
@@ -253,7 +258,8 @@ def prepare(args: EdgeSettings, notifier: Notifier) -> Prepared:
         sink = LatentSender(sink_spec, session_hello(bundle, root, photo.paste),
                             read_key(args.key_file), queue_frames=bundle.fps)
     else:
-        sink = open_sink(sink_spec, bundle.fps, marker=Marker.of_bundle(bundle, root, args.label))
+        sink = open_sink(sink_spec, bundle.fps,
+                         marker=Marker.of_bundle(bundle, root, args.label, args.c2pa_keys))
     pipeline = Pipeline(stream, renderer, sink, emit, heartbeat=notifier.heartbeat,
                         on_stats=_log_stats, compose=compose)
     return Prepared(args, pipeline, audio, sink, close_emit, time.perf_counter() - started,

@@ -55,7 +55,10 @@ run cp -r "$SRC/pyproject.toml" "$SRC/constraints.txt" "$SRC/README.md" "$SRC/ed
   "$SRC/training" "$SRC/export" "$SRC/calibration" "$SRC/systemd" "$PREFIX/src/"
 [ -d "$PREFIX/venv" ] || run python3 -m venv "$PREFIX/venv"
 run "$PREFIX/venv/bin/pip" install -q --upgrade pip
-run "$PREFIX/venv/bin/pip" install -q -c "$PREFIX/src/constraints.txt" "$PREFIX/src[runtime]"
+# (and the c2pa extra: recordings get a C2PA manifest signed with a key made on first use
+# in /var/lib/temposync/c2pa, the unit's StateDirectory)
+run "$PREFIX/venv/bin/pip" install -q -c "$PREFIX/src/constraints.txt" \
+  "$PREFIX/src[runtime,c2pa]"
 
 # 4. config (kept if present) and state folders
 run install -d -m 0755 "$CONF"

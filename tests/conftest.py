@@ -24,6 +24,23 @@ def pytest_addoption(parser):
                           "the student's own autoencoder)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _c2pa_keys_in_a_temporary_state_folder(tmp_path_factory):
+    """mp4 sinks make a C2PA device key on first use (edge_runtime.marking.credentials): in
+    the session's temporary folder, not the user's state folder."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
+    os.environ.pop("STATE_DIRECTORY", None)
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> SynthConfig:
     return load_config(TINY_CONFIG, SynthConfig)

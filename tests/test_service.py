@@ -159,7 +159,7 @@ def test_install_dry_run_shows_every_step_and_changes_nothing():
                             capture_output=True, text=True, check=True)
     out = result.stdout
     for step in ("useradd --system", "--groups audio,video", "python3 -m venv /opt/temposync",
-                 "[runtime]", "/etc/temposync/edge.yaml", "/var/lib/temposync/bundles",
+                 "[runtime,c2pa]", "/etc/temposync/edge.yaml", "/var/lib/temposync/bundles",
                  "systemctl daemon-reload", "systemctl enable edge-run.service"):
         assert step in out, step
     assert not Path("/opt/temposync").exists() or "mkdir" in out

@@ -14,15 +14,20 @@ from edge_runtime.marking.watermark import Watermarker, payload_of
 
 
 class Marker:
-    def __init__(self, provenance: Provenance, label: bool = True):
+    def __init__(self, provenance: Provenance, label: bool = True,
+                 c2pa_keys: str | None = None):
         self.provenance = provenance
+        self.c2pa_keys = c2pa_keys
+        """Folder of the device's C2PA signing key (None: the default,
+        edge_runtime.marking.credentials.key_folder)."""
         self.fields = provenance.fields()
         self.watermark = Watermarker(payload_of(provenance.bundle_sha256))
         self.label = Label() if label else None
 
     @classmethod
-    def of_bundle(cls, bundle: Bundle, root: Path, label: bool = True) -> Marker:
-        return cls(Provenance.of_bundle(bundle, root), label)
+    def of_bundle(cls, bundle: Bundle, root: Path, label: bool = True,
+                  c2pa_keys: str | None = None) -> Marker:
+        return cls(Provenance.of_bundle(bundle, root), label, c2pa_keys)
 
     @classmethod
     def unknown(cls) -> Marker:

@@ -1,8 +1,9 @@
 """``edge-verify FILE`` (also ``tsd verify FILE``): is this image or video marked as
 TempoSync Edge output? Reads the provenance metadata (mp4/mkv tags, PNG chunks, JPEG
-COM/XMP) and looks for the invisible watermark in every frame (or the first --max-frames),
-prints what it found with its confidence, and exits 0 when the file is marked (metadata or
-watermark in at least half of the frames checked), 1 when it is not, 2 on bad input.
+COM/XMP) and, with the c2pa extra, the C2PA manifest, and looks for the invisible watermark
+in every frame (or the first --max-frames), prints what it found with its confidence, and
+exits 0 when the file is marked (metadata, a C2PA manifest that validates, or watermark in
+at least half of the frames checked), 1 when it is not, 2 on bad input.
 Torch-free: it runs on the device.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from edge_runtime.bundle import BUNDLE_FILE, sha256_file
 from edge_runtime.errors import report
+from edge_runtime.marking import credentials
 from edge_runtime.marking.formats import PNG_SIGNATURE, read_jpeg, read_png
 from edge_runtime.marking.watermark import (
     MATCH,
@@ -56,6 +58,8 @@ def false_alarm(score: float) -> float:
 class Findings:
     metadata: dict[str, str] = field(default_factory=dict)
     detections: list[Detection] = field(default_factory=list)
+    c2pa: credentials.Credentials | None = None
+    """The C2PA manifest (None: none, or c2pa not installed)."""
     checked: str = ""
     """sha256 of the bundle whose payload each frame was scored for (--bundle, else the
     metadata's; "" when neither)."""
@@ -71,7 +75,8 @@ class Findings:
 
     @property
     def labelled(self) -> bool:
-        return self.metadata.get("ai_generated") == "true"
+        return (self.metadata.get("ai_generated") == "true"
+                or (self.c2pa is not None and self.c2pa.generated))
 
     def payload(self) -> int | None:
         """The payload most marked frames agree on."""
@@ -133,6 +138,7 @@ def inspect(path: str | Path, max_frames: int | None = None,
         raise VerifyError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(len(PNG_SIGNATURE))
+    findings.c2pa = credentials.read(path)
     if path.suffix.lower() in IMAGE_SUFFIXES or head.startswith((PNG_SIGNATURE, b"\xff\xd8")):
         return _image(path, findings)
     return _video(path, max_frames, findings)
@@ -142,12 +148,17 @@ def describe(path: str | Path, findings: Findings) -> list[str]:
     """The lines edge-verify prints."""
     lines = []
     meta = findings.metadata
-    if findings.labelled:
+    if meta.get("ai_generated") == "true":
         lines.append(f"metadata: AI-generated; generator {meta.get('generator', '?')}, bundle "
                      f"{meta.get('bundle', '?')} (sha256 {meta.get('bundle_sha256') or '?'}), "
                      f"created {meta.get('creation_time', '?')}")
     else:
         lines.append("metadata: no AI-generated statement")
+    if findings.c2pa is not None:
+        lines += findings.c2pa.lines()
+    else:
+        lines.append("c2pa: no manifest" if credentials.available() else
+                     "c2pa: not checked (c2pa-python is not installed)")
     total, marked = len(findings.detections), findings.marked_frames
     scores = np.array([d.score for d in findings.detections])
     if marked:

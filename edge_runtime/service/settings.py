@@ -83,6 +83,10 @@ class EdgeSettings:
     label: bool = True
     """Draw the visible "AI-generated" label in a corner of every frame. The invisible
     watermark and the provenance metadata are always written; no setting turns them off."""
+    c2pa_keys: str | None = None
+    """Folder of the device's C2PA signing key for mp4 recordings, made on first use (needs
+    the c2pa extra). None: $STATE_DIRECTORY/c2pa under systemd (/var/lib/temposync/c2pa),
+    else $XDG_STATE_HOME/temposync/c2pa, else ~/.local/state/temposync/c2pa."""
     visemes: str = "auto"
     """model, pocketsphinx[:FRAMES], none, file:PATH, or auto (model when the bundle has
     one)."""
