@@ -3,7 +3,7 @@ looped) streams to edge-receive on 127.0.0.1 for a long time, with one receiver 
 (at a third) and one sender restart (at two thirds). Not collected by pytest (no test_
 prefix); run it by hand, nice'd, from the repository root:
 
-    nice -n 10 .venv/bin/python -m tests.faults.soak --minutes 30 --out runs/soak
+    nice -n 10 .venv/bin/python -m tests.faults.soak --minutes 30 --out runs/soak-hybrid
 
 It samples the receiver's resident memory every ``--every`` seconds and reads the sender's
 live wire counters (logged every 10 s), then writes ``report.json`` in ``--out``: frames
@@ -129,7 +129,7 @@ def wire_loss_outside(senders: list[Process], windows: list[float], window_s: fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "soak")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "soak-hybrid")
     parser.add_argument("--bundle", default=str(REPO / "bundles" / "demo"))
     parser.add_argument("--every", type=float, default=10.0, help="memory sample period, s")
     parser.add_argument("--warmup", type=float, default=120.0,
