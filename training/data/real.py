@@ -36,22 +36,23 @@ from training.data.alignment import frame_visemes
 from training.data.face import light_field, pose_matrix
 from training.data.festival import VOICES as FESTIVAL_VOICES
 from training.data.festival import synthesize_batch
-from training.data.flow import optical_flow
 from training.data.landmarks import landmarker_from_cache
 from training.data.lrs3 import resample_frames, smooth_track
 from training.data.manifest import ClipRecord, write_manifest
-from training.data.media import SAMPLE_RATE, read_mp4, write_frames, write_wav
+from training.data.media import SAMPLE_RATE, read_mp4
 from training.data.parallel import run_parallel, worker_count
 from training.data.preview import contact_sheet
 from training.data.realsources import locate, write_provenance
 from training.data.speech import synthesize
 from training.data.synth import (
     Motion,
+    RenderedClip,
     clip_motion,
     sample_voice,
     sentence,
     shift_segments,
     speech_track,
+    write_clip,
 )
 from training.errors import UserError
 
@@ -419,22 +420,12 @@ def generate_clip(job: RealJob) -> ClipRecord:
     held = dataclasses.replace(shots, index=np.full(n_frames, shots.index[-1]))
     held_frames, held_boxes, _ = render(held, motion.held(n_frames - 1), aug, config.size)
     record = _record(job, n_frames, text)
-    with atomic_dir(job.out / folder) as tmp:
-        write_frames(tmp / "frames", frames)
-        write_frames(tmp / "held_frames", held_frames)
-        write_wav(tmp / "audio.wav", audio)
-        np.save(tmp / "visemes.npy", frame_visemes(phones, n_frames, config.fps))
-        np.save(tmp / "mouth_boxes.npy", boxes)
-        np.save(tmp / "held_mouth_boxes.npy", held_boxes)
-        np.save(tmp / "mouth_params.npy", motion.mouth)
-        np.save(tmp / "head_pose.npy", poses)
-        if config.flow:
-            np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
-            np.save(tmp / "held_flow.npy", optical_flow(held_frames, config.flow_stride))
-        (tmp / "alignment.json").write_text(json.dumps({
-            "text": text, "voice": voice, "source": picture.source, "flip": shots.flipped,
-            "words": [w.to_dict() for w in words], "phones": [p.to_dict() for p in phones]}))
-        (tmp / "record.json").write_text(json.dumps(record.to_dict()))
+    write_clip(job.out / folder, RenderedClip(
+        frames, held_frames, audio, frame_visemes(phones, n_frames, config.fps), boxes,
+        held_boxes, motion.mouth, poses,
+        {"text": text, "voice": voice, "source": picture.source, "flip": shots.flipped,
+         "words": [w.to_dict() for w in words], "phones": [p.to_dict() for p in phones]}),
+        record, config)
     return record
 
 

@@ -194,23 +194,56 @@ def generate_clip(job: ClipJob) -> ClipRecord:
     frames, boxes, poses = render_clip(ident, scene, motion, config.size)
     held_frames, held_boxes, _ = render_clip(ident, scene, motion.held(n_frames - 1), config.size)
     record = _with_frames(record, n_frames)
-    with atomic_dir(job.out / folder) as tmp:
-        write_frames(tmp / "frames", frames)
-        write_frames(tmp / "held_frames", held_frames)
-        np.save(tmp / "held_mouth_boxes.npy", held_boxes)
-        write_wav(tmp / "audio.wav", audio)
-        np.save(tmp / "visemes.npy", frame_visemes(phones, n_frames, config.fps))
-        np.save(tmp / "mouth_boxes.npy", boxes)
-        np.save(tmp / "mouth_params.npy", motion.mouth)
-        np.save(tmp / "head_pose.npy", poses)
+    record = ClipRecord(**(record.to_dict() | {"text": text}))
+    write_clip(job.out / folder, RenderedClip(
+        frames, held_frames, audio, frame_visemes(phones, n_frames, config.fps), boxes,
+        held_boxes, motion.mouth, poses,
+        {"text": text, "voice": voice.__dict__, "words": [w.to_dict() for w in words],
+         "phones": [p.to_dict() for p in phones]}), record, config)
+    return record
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """One clip's ground truth as the manifest stores it (docs/data.md)."""
+
+    frames: np.ndarray
+    """[T, H, W, 3] uint8 RGB, as recorded."""
+    held_frames: np.ndarray
+    """[T, H, W, 3] uint8, the held render: pose, light and blinks held, only the mouth moving."""
+    audio: np.ndarray
+    """[N] float32 16 kHz."""
+    visemes: np.ndarray
+    """[T] viseme ids."""
+    boxes: np.ndarray
+    """[T, 4] mouth box (x0, y0, x1, y1) in pixels."""
+    held_boxes: np.ndarray
+    """[T, 4] mouth box of the held render."""
+    mouth: np.ndarray
+    """[T, 8] the mouth model's parameters."""
+    poses: np.ndarray
+    """[T, P] head pose."""
+    alignment: dict
+    """Text, voice, word and phone times (alignment.json)."""
+
+
+def write_clip(folder: Path, clip: RenderedClip, record: ClipRecord,
+               config: SynthConfig | RealConfig) -> None:
+    """The clip's files, written atomically into ``folder`` (record.json last, inside)."""
+    with atomic_dir(folder) as tmp:
+        write_frames(tmp / "frames", clip.frames)
+        write_frames(tmp / "held_frames", clip.held_frames)
+        write_wav(tmp / "audio.wav", clip.audio)
+        np.save(tmp / "visemes.npy", clip.visemes)
+        np.save(tmp / "mouth_boxes.npy", clip.boxes)
+        np.save(tmp / "held_mouth_boxes.npy", clip.held_boxes)
+        np.save(tmp / "mouth_params.npy", clip.mouth)
+        np.save(tmp / "head_pose.npy", clip.poses)
         if config.flow:
-            np.save(tmp / "flow.npy", optical_flow(frames, config.flow_stride))
-            np.save(tmp / "held_flow.npy", optical_flow(held_frames, config.flow_stride))
-        (tmp / "alignment.json").write_text(json.dumps({
-            "text": text, "voice": voice.__dict__,
-            "words": [w.to_dict() for w in words], "phones": [p.to_dict() for p in phones]}))
-        (tmp / "record.json").write_text(json.dumps(record.to_dict() | {"text": text}))
-    return ClipRecord(**(record.to_dict() | {"text": text}))
+            np.save(tmp / "flow.npy", optical_flow(clip.frames, config.flow_stride))
+            np.save(tmp / "held_flow.npy", optical_flow(clip.held_frames, config.flow_stride))
+        (tmp / "alignment.json").write_text(json.dumps(clip.alignment))
+        (tmp / "record.json").write_text(json.dumps(record.to_dict()))
 
 
 def _held_paths(record: ClipRecord) -> tuple[str | None, ...]:
