@@ -34,7 +34,7 @@ from edge_runtime.errors import one_line, report
 from edge_runtime.face.reference import PhotoError, prepare_reference
 from edge_runtime.hybrid.sender import LatentSender, session_hello, wire_line
 from edge_runtime.hybrid.wire import read_key
-from edge_runtime.marking.marker import Marker
+from edge_runtime.marking.marker import C2PA_KEYS_HELP, LABEL_HELP, Marker
 from edge_runtime.output.sinks import open_sink
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.render.renderer import BACKEND_PREFIX, SAMPLERS, Renderer
@@ -113,13 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key-file", help="hybrid: shared key file; frames carry an "
                         "HMAC-SHA256 the receiver checks")
     parser.add_argument("--no-label", dest="label", action="store_const", const=False,
-                        help="leave out the visible \"AI-generated\" corner label (the "
-                             "invisible watermark and the metadata are always written)")
-    parser.add_argument("--c2pa-keys", metavar="DIR",
-                        help="folder of the device's C2PA signing key, made on first use "
-                             "(mp4 sinks, with the c2pa extra; default: "
-                             "$XDG_STATE_HOME/temposync/c2pa, under systemd "
-                             "/var/lib/temposync/c2pa)")
+                        help=LABEL_HELP)
+    parser.add_argument("--c2pa-keys", metavar="DIR", help=C2PA_KEYS_HELP)
     parser.add_argument("--visemes",
                         help="viseme source: pocketsphinx (phone recognition; "
                              "pocketsphinx:N sets its look-ahead to N frames, default "

@@ -66,7 +66,7 @@ from edge_runtime.hybrid.wire import (
     png_size,
     read_key,
 )
-from edge_runtime.marking.marker import Marker
+from edge_runtime.marking.marker import C2PA_KEYS_HELP, LABEL_HELP, Marker
 from edge_runtime.output.sinks import Sink, open_sink
 from edge_runtime.render.renderer import BACKEND_PREFIX
 
@@ -483,9 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OUT.mp4, png:FOLDER, FOLDER/, http://HOST:PORT (a live MJPEG "
                              "page) or null")
     parser.add_argument("--key-file", help="shared key file: require HMAC-authenticated frames")
-    parser.add_argument("--no-label", dest="label", action="store_false",
-                        help="leave out the visible \"AI-generated\" corner label (the "
-                             "invisible watermark and the metadata are always written)")
+    parser.add_argument("--no-label", dest="label", action="store_false", help=LABEL_HELP)
+    parser.add_argument("--c2pa-keys", metavar="DIR", help=C2PA_KEYS_HELP)
     parser.add_argument("--reference", help="paste frames into this photo (needs a bundle "
                         "with face graphs) instead of the framing the device sends with "
                         "its session; without either, frames are the model's aligned "
@@ -522,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             compose = prepare_reference(args.reference, bundle, root, args.face,
                                         args.output_size, threads=args.threads).paste
         sink = open_sink(args.sink, bundle.fps, with_audio=False,
-                         marker=Marker.of_bundle(bundle, root, args.label))
+                         marker=Marker.of_bundle(bundle, root, args.label, args.c2pa_keys))
         receiver = Receiver(decoder, shape, sink, bytes.fromhex(sha256_file(root / BUNDLE_FILE)),
                             bundle.fps, args.listen, read_key(args.key_file), compose)
     except (BundleError, ValueError, OSError) as exc:

@@ -12,6 +12,14 @@ from edge_runtime.marking.label import Label
 from edge_runtime.marking.provenance import Provenance
 from edge_runtime.marking.watermark import Watermarker, payload_of
 
+LABEL_HELP = ("leave out the visible \"AI-generated\" corner label (the invisible watermark "
+              "and the metadata are always written)")
+"""--no-label's help, for every command that writes frames."""
+C2PA_KEYS_HELP = ("folder of the device's C2PA signing key, made on first use (mp4 sinks, with "
+                  "the c2pa extra; default: $XDG_STATE_HOME/temposync/c2pa, under systemd "
+                  "/var/lib/temposync/c2pa)")
+"""--c2pa-keys's help, for every command that writes frames."""
+
 
 class Marker:
     def __init__(self, provenance: Provenance, label: bool = True,
