@@ -10,7 +10,8 @@ DEMO   ?= data/demo
 RUNS   ?= runs/demo
 TSD    := $(VENV)/bin/tsd
 
-.PHONY: demo data data-real test bench clean train-demo test-tools arm64-check
+.PHONY: demo data data-real voices test bench clean train-demo train-visemes test-tools \
+  arm64-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,15 @@ data: $(VENV)/.installed
 data-real: $(VENV)/.installed
 	$(TSD) data real --config configs/data/real-demo.yaml --out data/real
 
+# Training speech for the viseme recogniser: Festival's three voices and espeak-ng's voices
+# with exact phone times (Festival's voices from make test-tools).
+VOICES ?= data/voices
+voices: $(VOICES)/festival/speech.jsonl $(VOICES)/espeak/speech.jsonl
+$(VOICES)/festival/speech.jsonl: | $(VENV)/.installed
+	$(TSD) data festival --out $(VOICES)/festival --utterances 300 --seed 1 --check 20
+$(VOICES)/espeak/speech.jsonl: | $(VENV)/.installed
+	$(TSD) data espeak --out $(VOICES)/espeak --utterances 1200 --seed 1
+
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
 # checks, and real recorded speech (pocketsphinx-testdata) and Festival's diphone voices for
 # the real-speech viseme tests (those tests skip where the tools are missing).
@@ -55,9 +65,9 @@ test-tools:
 	@command -v systemd-analyze >/dev/null || \
 	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
-	@test -d /usr/share/pocketsphinx/test && command -v text2wave >/dev/null || \
+	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && command -v text2wave >/dev/null || \
 	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
-	    festvox-kallpc16k festvox-kdlpc16k >/dev/null || \
+	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts >/dev/null || \
 	  echo "make: could not install the speech test data; the real-speech tests will be skipped"
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
@@ -66,9 +76,11 @@ test: $(VENV)/.installed test-tools
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run.
-train-demo: $(VENV)/.installed
+train-demo: $(VENV)/.installed voices
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
-	for t in ae idenc sync teacher student visemes lipread; do \
+	$(TSD) train visemes --config configs/demo/visemes.yaml --data $(DEMO) \
+	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	for t in ae idenc sync teacher student lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
 	done
 	$(TSD) train student --config configs/demo/student-leak.yaml --data $(DEMO) --out $(RUNS)/student
@@ -80,8 +92,18 @@ train-demo: $(VENV)/.installed
 	  --sync $(RUNS)/sync/final.pt --lipread $(RUNS)/lipread/final.pt --ae $(RUNS)/decoder/final.pt
 	$(TSD) export --student $(RUNS)/student/final.pt --visemes $(RUNS)/visemes/final.pt \
 	  --ae $(RUNS)/decoder/final.pt --data $(DEMO) --out bundles/demo --unrolled
+	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
+	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
 	  --lipread $(RUNS)/lipread/final.pt
+
+# The viseme recogniser for real voices (about 40 minutes on 2 cores; resumes), put into the
+# demo bundle with its measured pocketsphinx weight.
+train-visemes: $(VENV)/.installed voices
+	$(TSD) train visemes --config configs/demo/visemes.yaml --data $(DEMO) \
+	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
+	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
 
 # Device benchmarks (the committed demo bundle; BENCH_ARGS="--bundle DIR" for another), then
 # the latency report: docs/bench/bench.md (Tables 2 and 3), bench.json, roofline.png.

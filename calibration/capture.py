@@ -79,9 +79,17 @@ def capture_visemes(manifest: Manifest, cfg: VisemeRecognizerConfig, split: str 
                     clips: int = 4, frames_per_clip: int = 32) -> list[Sample]:
     """Log-mel windows of the visemes graph over held-out clips (what the device computes);
     only each clip's audio is read."""
+    return visemes_samples([read_wav(manifest.resolve(c.audio))[0]
+                            for c in select_clips(manifest, split, clips)], cfg, frames_per_clip)
+
+
+def visemes_samples(audios: list[np.ndarray], cfg: VisemeRecognizerConfig,
+                    frames_per_clip: int = 32, fps: int = 25) -> list[Sample]:
+    """Log-mel windows of the visemes graph at ``frames_per_clip`` frames spread over each
+    16 kHz audio [N]."""
     samples = []
-    for clip in select_clips(manifest, split, clips):
-        audio = read_wav(manifest.resolve(clip.audio))[0]
-        for frame in np.linspace(0, clip.frame_count - 1, frames_per_clip).round().astype(int):
+    for audio in audios:
+        frames = max(len(audio) * fps // 16000, 1)
+        for frame in np.linspace(0, frames - 1, frames_per_clip).round().astype(int):
             samples.append({"mel": mel_window(audio, int(frame), cfg)[None]})
     return samples

@@ -100,7 +100,7 @@ def measure(bundle: Bundle, root: Path, candidate: Candidate, steps: int, mode: 
         variant = bundle.precision_of(BACKEND_PREFIX[candidate.backend], candidate.precision,
                                       "visemes")
         session = open_graph(bundle, root, variant, "visemes", candidate.threads)
-        stream = VisemeStream(LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor))
+        stream = VisemeStream(LearnedRecognizer(session, bundle.recognizer, bundle.audio))
         stream.push(_speech_like(1.0))
     chunk = _speech_like(1.0 / bundle.fps)
     window = np.zeros(2 * bundle.viseme_context + 1, np.int32)

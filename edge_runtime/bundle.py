@@ -92,6 +92,11 @@ class RecognizerSpec:
     """Log-mel frames (10 ms) before the video frame's own 4."""
     lookahead: int
     """Log-mel frames after them: the recogniser's look-ahead."""
+    trained_on: tuple[str, ...] = ()
+    """What the recogniser learnt from, one line per source (datasets, speech sets, voices)."""
+    pocketsphinx_weight: float | None = None
+    """Weight of pocketsphinx's viseme when fused with this recogniser (``--visemes fused``,
+    edge_runtime.visemes.fusion), measured on held-out speech; None: never measured."""
 
     @property
     def window(self) -> int:

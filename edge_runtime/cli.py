@@ -49,6 +49,7 @@ from edge_runtime.service.settings import (
     user_config,
 )
 from edge_runtime.visemes.emit import open_emitter
+from edge_runtime.visemes.fusion import FusedRecognizer
 from edge_runtime.visemes.sphinx import (
     DEFAULT_LOOKAHEAD,
     PocketsphinxRecognizer,
@@ -169,16 +170,32 @@ def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: 
     if spec.startswith("file:"):
         log.info("visemes: from %s", spec[5:])
         return FileRecognizer(spec[5:])
-    if spec == "model":
+    if spec in ("model", "fused"):
         if bundle.recognizer is None:
             raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (export it "
                               "with tsd export --visemes)")
         variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
         session = open_graph(bundle, root, variant, "visemes", threads)
+        learned = LearnedRecognizer(session, bundle.recognizer, bundle.audio)
+        if spec == "fused":
+            return _fused(learned, bundle)
         log.info("visemes: the bundle's learned recogniser (%s)", variant)
-        return LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor)
+        return learned
     raise ValueError(f"unknown viseme source {spec!r} (auto, pocketsphinx[:FRAMES], model, "
-                     "none, file:PATH)")
+                     "fused, none, file:PATH)")
+
+
+def _fused(learned: LearnedRecognizer, bundle):
+    """The learned recogniser fused with pocketsphinx at the bundle's measured weight."""
+    weight = bundle.recognizer.pocketsphinx_weight
+    if weight is None:
+        raise BundleError(f"bundle {bundle.name!r}: its recogniser has no measured "
+                          "pocketsphinx weight for --visemes fused (tsd bundle-visemes)")
+    recognizer = FusedRecognizer(learned, PocketsphinxRecognizer(bundle.fps), weight)
+    log.info("visemes: the bundle's learned recogniser fused with pocketsphinx (weight %g), "
+             "look-ahead %d frames (%.0f ms from sound to viseme)", weight,
+             recognizer.lookahead_frames, 1000 * (1 + recognizer.lookahead_frames) / bundle.fps)
+    return recognizer
 
 
 class Control:

@@ -54,7 +54,7 @@ from training.config import Lrs3Config, to_dict
 from training.data.landmarks import FaceGraphError, face_template, landmarker_from_cache
 from training.data.manifest import Manifest
 from training.data.media import read_frame
-from training.models.loading import load_autoencoder, load_frozen
+from training.models.loading import load_autoencoder, load_frozen, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ def _provenance(student_path: Path, state: dict, manifest: Manifest) -> dict[str
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
+def trained_on(checkpoint: Path) -> tuple[str, ...]:
+    """What a recogniser checkpoint says it was trained on (tsd train's ``data``)."""
+    return tuple(read_checkpoint(checkpoint, "viseme recognizer").get("data") or ())
+
+
 def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str | None = None,
                   autoencoder_path: str | None = None, identity_path: str | None = None,
                   variants: tuple[str, ...] = VARIANTS, calibration_clips: int = 4,
@@ -136,44 +141,19 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
     modules = _graph_defs(student.eval(), autoencoder, identity, schedules, unrolled)
     captured = capture(manifest, modules["reference"], modules["step"], schedules,
                        clips=calibration_clips, frames_per_clip=frames_per_clip)
-    recognizer = None
+    recognizer, audio = None, MelConfig()
     if visemes_path is not None:
         model = load_frozen(visemes_path, "viseme recognizer")
         modules["visemes"] = model
         captured.samples["visemes"] = capture_visemes(manifest, model.config,
                                                       clips=calibration_clips)
-        recognizer = RecognizerSpec(model.config.context, model.config.lookahead)
+        recognizer = RecognizerSpec(model.config.context, model.config.lookahead,
+                                    trained_on(visemes_path))
+        audio = MelConfig(floor=model.config.mel_floor)
 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    specs: dict[str, dict[str, GraphSpec]] = {v: {} for v in variants}
-    errors: dict[str, dict[str, float]] = {}
-    recipes: dict[str, dict] = {}
-    for graph_name, module in modules.items():
-        graph = _graph(graph_name, module, captured)
-        samples = captured.samples[graph_name]
-        checks = [_torch_inputs(s) for s in samples[:PARITY_SAMPLES]]
-        fp32 = export_onnx(graph, staging / "onnx" / "fp32" / f"{graph_name}.onnx")
-        errors.setdefault("onnx-fp32", {})[graph_name] = parity(graph, fp32, checks)
-        counted = macs.count(fp32)
-        if "onnx-fp32" in specs:
-            specs["onnx-fp32"][graph_name] = _onnx_spec(fp32, staging, "fp32", counted)
-        if "onnx-int8" in specs:
-            q = quantize_onnx(fp32, staging / "onnx" / "int8" / f"{graph_name}.onnx", samples)
-            specs["onnx-int8"][graph_name] = _onnx_spec(q, staging, "int8", counted)
-        if "tflite-fp32" in specs or "tflite-int8" in specs:
-            t32 = export_tflite(graph, staging / "tflite" / "fp32" / f"{graph_name}.tflite")
-            errors.setdefault("tflite-fp32", {})[graph_name] = tflite_parity(graph, t32, checks)
-            if "tflite-fp32" in specs:
-                specs["tflite-fp32"][graph_name] = _tflite_spec(t32, staging, "fp32", graph,
-                                                                counted)
-            if "tflite-int8" in specs:
-                tq = quantize_tflite(t32, staging / "tflite" / "int8" / f"{graph_name}.tflite",
-                                     samples, graph.outputs)
-                recipes[graph_name] = {"recipe": tq.recipe, "snr_db": round(tq.snr_db, 2)}
-                specs["tflite-int8"][graph_name] = _tflite_spec(tq.path, staging, "int8",
-                                                                graph, counted)
-        log.info("%s: exported (%s)", graph_name, ", ".join(sorted(specs)))
+    specs, errors, recipes = export_graphs(modules, captured, staging, variants)
     if "onnx-fp32" not in variants:
         shutil.rmtree(staging / "onnx" / "fp32")
     if "tflite-fp32" not in variants and (staging / "tflite" / "fp32").exists():
@@ -187,7 +167,7 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         latent=LatentSpec(channels=int(latent_shape[1]), size=int(latent_shape[2]),
                           scale=float(autoencoder.latent_scale)),
         visemes=VISEMES, viseme_context=student.config.viseme_window // 2,
-        audio=MelConfig(), schedules=schedules, variants=specs,
+        audio=audio, schedules=schedules, variants=specs,
         provenance=_provenance(student_path, state, manifest), recognizer=recognizer,
         face_margin=_face_margin(manifest),
         evaluation={"parity_max_abs_error_vs_torch": errors, "tflite_int8": recipes,
@@ -199,6 +179,44 @@ def export_bundle(student_path: Path, manifest: Manifest, out: Path, name: str |
         shutil.rmtree(out)
     staging.rename(out)
     return bundle
+
+
+def export_graphs(modules: dict[str, torch.nn.Module], captured: Captured, root: Path,
+                  variants: tuple[str, ...]
+                  ) -> tuple[dict[str, dict[str, GraphSpec]], dict[str, dict[str, float]],
+                             dict[str, dict]]:
+    """Each module as a graph of every variant under ``root`` (onnx/, tflite/), checked against
+    torch on its captured inputs, which also calibrate the int8 graphs -> (specs per variant,
+    parity errors per variant, TFLite int8 recipes)."""
+    specs: dict[str, dict[str, GraphSpec]] = {v: {} for v in variants}
+    errors: dict[str, dict[str, float]] = {}
+    recipes: dict[str, dict] = {}
+    for graph_name, module in modules.items():
+        graph = _graph(graph_name, module, captured)
+        samples = captured.samples[graph_name]
+        checks = [_torch_inputs(s) for s in samples[:PARITY_SAMPLES]]
+        fp32 = export_onnx(graph, root / "onnx" / "fp32" / f"{graph_name}.onnx")
+        errors.setdefault("onnx-fp32", {})[graph_name] = parity(graph, fp32, checks)
+        counted = macs.count(fp32)
+        if "onnx-fp32" in specs:
+            specs["onnx-fp32"][graph_name] = _onnx_spec(fp32, root, "fp32", counted)
+        if "onnx-int8" in specs:
+            q = quantize_onnx(fp32, root / "onnx" / "int8" / f"{graph_name}.onnx", samples)
+            specs["onnx-int8"][graph_name] = _onnx_spec(q, root, "int8", counted)
+        if "tflite-fp32" in specs or "tflite-int8" in specs:
+            t32 = export_tflite(graph, root / "tflite" / "fp32" / f"{graph_name}.tflite")
+            errors.setdefault("tflite-fp32", {})[graph_name] = tflite_parity(graph, t32, checks)
+            if "tflite-fp32" in specs:
+                specs["tflite-fp32"][graph_name] = _tflite_spec(t32, root, "fp32", graph,
+                                                                counted)
+            if "tflite-int8" in specs:
+                tq = quantize_tflite(t32, root / "tflite" / "int8" / f"{graph_name}.tflite",
+                                     samples, graph.outputs)
+                recipes[graph_name] = {"recipe": tq.recipe, "snr_db": round(tq.snr_db, 2)}
+                specs["tflite-int8"][graph_name] = _tflite_spec(tq.path, root, "int8",
+                                                                graph, counted)
+        log.info("%s: exported (%s)", graph_name, ", ".join(sorted(specs)))
+    return specs, errors, recipes
 
 
 def training_frames(manifest: Manifest, clips: int = 48) -> list[np.ndarray]:

@@ -21,9 +21,10 @@ needs_testdata = pytest.mark.skipif(
     reason="needs Debian's pocketsphinx-testdata and festlex-cmu (apt-get install "
            "pocketsphinx-testdata festival)")
 needs_festival = pytest.mark.skipif(
-    shutil.which("festival") is None or not Path("/usr/share/festival/voices/english/"
-                                                 "kal_diphone").is_dir(),
-    reason="needs Debian's festival and festvox-kallpc16k festvox-kdlpc16k")
+    shutil.which("festival") is None
+    or not Path("/usr/share/festival/voices/english/kal_diphone").is_dir()
+    or not Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts").is_dir(),
+    reason="needs Debian's festival and festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
 
 
 def _stream(recognizer, audio: np.ndarray) -> np.ndarray:
@@ -97,8 +98,9 @@ def test_festival_voices_give_exact_labels_that_forced_alignment_mostly_matches(
 
     report = build_festival(tmp_path, utterances=2, check=2)
     speech = read_speech_manifest(tmp_path)
-    assert {c.speaker for c in speech.clips} == {"kal_diphone", "ked_diphone"}
-    assert report["utterances"] == 4
+    assert {c.speaker for c in speech.clips} == {"kal_diphone", "ked_diphone",
+                                                 "cmu_us_slt_arctic_hts"}
+    assert report["utterances"] == 6
     check = report["forced_alignment_vs_exact"]
     assert check["failed_utterances"] == 0
     assert 0.6 < check["agreement"] < check["agreement_1frame"] <= 1.0

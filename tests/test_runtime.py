@@ -377,8 +377,7 @@ def test_a_long_stream_keeps_bounded_memory_and_the_same_visemes(tiny_bundle, mo
     audio = audio[:60 * SAMPLE_RATE]
 
     def run() -> tuple[list[str], int]:
-        stream = VisemeStream(vs.LearnedRecognizer(session, bundle.recognizer,
-                                                   bundle.audio.floor))
+        stream = VisemeStream(vs.LearnedRecognizer(session, bundle.recognizer, bundle.audio))
         events, longest = [], 0
         for start in range(0, len(audio), 320):
             events += stream.push(audio[start:start + 320])

@@ -76,6 +76,14 @@ def _festival(args: argparse.Namespace) -> None:
           f"{check['agreement']:.3f} of frames (+-1 frame {check['agreement_1frame']:.3f})")
 
 
+def _espeak(args: argparse.Namespace) -> None:
+    from training.data.voices import build_espeak
+
+    report = build_espeak(Path(args.out), args.utterances, args.seed, args.fps)
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}")
+
+
 def _examples(args: argparse.Namespace) -> None:
     from training.data.examples import write_examples
     from training.data.manifest import read_manifest
@@ -111,8 +119,16 @@ def _train(args: argparse.Namespace) -> None:
     from training.data.manifest import read_manifest
     from training.train import run_training
 
-    manifest = read_manifest(args.data)
-    final = run_training(args.target, args.config, manifest, Path(args.out), args.stop_at)
+    speech = tuple(Path(p) for p in args.speech or ())
+    if speech and args.target != "visemes":
+        raise UserError(f"--speech: only the visemes recogniser trains on speech sets, not "
+                        f"{args.target}")
+    if args.data is None and not speech:
+        raise UserError("--data: a dataset is needed (visemes may train on --speech sets "
+                        "alone)")
+    manifest = read_manifest(args.data) if args.data is not None else None
+    final = run_training(args.target, args.config, manifest, Path(args.out), args.stop_at,
+                         speech)
     print(final)
 
 
@@ -214,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     real.set_defaults(func=_real_speech)
 
     festival = cmds.add_parser(
-        "festival", help="speech with exact phone times from Festival's diphone voices",
-        description="Sentences spoken by Festival's kal and ked diphone voices (Debian "
-                    "festival, festvox-kallpc16k, festvox-kdlpc16k) with the phone end "
-                    "times of utt.save.segs; writes OUT/speech.jsonl and "
+        "festival", help="speech with exact phone times from Festival's voices",
+        description="Sentences spoken by Festival's kal and ked diphone voices and the slt "
+                    "HTS voice (Debian festival, festvox-kallpc16k, festvox-kdlpc16k, "
+                    "festvox-us-slt-hts) with the phone end times of utt.save.segs; the "
+                    "real-speech evaluation's sentences are never spoken. Writes "
+                    "OUT/speech.jsonl and "
                     "OUT/alignment-check.json (pocketsphinx forced alignment vs the exact "
                     "labels).")
     festival.add_argument("--out", required=True, help="output folder")
@@ -228,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     festival.add_argument("--check", type=_positive, default=20,
                           help="utterances per voice whose forced alignment is checked")
     festival.set_defaults(func=_festival)
+
+    espeak = cmds.add_parser(
+        "espeak", help="speech with exact phone times from espeak-ng's voices",
+        description="Sentences spoken by espeak-ng, each in a voice of its own (base, "
+                    "variant, rate, pitch, range), with a short silence before and after and "
+                    "exact phone times; the real-speech evaluation's sentences are never "
+                    "spoken. Writes OUT/speech.jsonl (the viseme recogniser's training "
+                    "speech, tsd train visemes --speech).")
+    espeak.add_argument("--out", required=True, help="output folder")
+    espeak.add_argument("--utterances", type=_positive, default=1200, help="sentences")
+    espeak.add_argument("--seed", type=int, default=0, help="sentence and voice seed")
+    espeak.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    espeak.set_defaults(func=_espeak)
 
     preview = cmds.add_parser("preview", help="contact sheet PNG and mp4s with audio",
                               description="Renders contact_sheet.png (frames labelled with "
@@ -267,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(consistency distillation; needs the teacher)")
     train.add_argument("--config", required=True,
                        help="YAML run config (configs/demo/, or configs/train/ for tests)")
-    train.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
+    train.add_argument("--data", help="dataset folder or manifest.jsonl (required, except "
+                                       "for visemes trained on --speech sets alone)")
+    train.add_argument("--speech", action="append", metavar="DIR",
+                       help="visemes only, repeatable: a speech set (tsd data festival, tsd "
+                            "data espeak) to train on besides the dataset; one utterance in "
+                            "ten is held out for validation")
     train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")
     train.add_argument("--stop-at", type=_positive,
                        help="stop after this step (the schedule still spans the full run)")
@@ -360,6 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
                            "manifest.jsonl): its training frames give the template")
     face.set_defaults(func=_bundle_face)
 
+    recog = groups.add_parser(
+        "bundle-visemes", help="put another viseme recogniser into an exported bundle",
+        description="Exports a tsd train visemes checkpoint as the bundle's visemes graph in "
+                    "every variant the bundle has (parity-checked against torch; int8 "
+                    "calibrated on held-out utterances of the speech sets), records its "
+                    "window, log-mel floor and training data in bundle.yaml, and swaps the "
+                    "result in; the face models are untouched. The int8 plan runs the new "
+                    "graph in fp32 until tsd bundle-report measures it.")
+    recog.add_argument("--bundle", required=True, help="bundle folder (tsd export)")
+    recog.add_argument("--visemes", required=True,
+                       help="recogniser checkpoint (tsd train visemes ... OUT/final.pt)")
+    recog.add_argument("--speech", action="append", required=True, metavar="DIR",
+                       help="repeatable: a speech set (tsd data festival / espeak) whose "
+                            "held-out utterances calibrate and check the graph")
+    recog.set_defaults(func=_bundle_visemes)
+
     report = groups.add_parser(
         "bundle-report", help="quality and latency of every variant of a bundle",
         description="Runs each variant (and each int8 graph alone) through the device "
@@ -397,9 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     visemes.add_argument("--clips", type=_positive, default=12, help="clips of --data")
     visemes.add_argument("--variant", choices=list(VARIANTS), default="onnx-fp32",
                          help="graph variant to run (model)")
-    visemes.add_argument("--recognizer", choices=["model", "pocketsphinx"], default="model",
+    visemes.add_argument("--recognizer", choices=["model", "pocketsphinx", "fused"],
+                         default="model",
                          help="model: the bundle's learned recogniser; pocketsphinx: phone "
-                              "recognition mapped to visemes")
+                              "recognition mapped to visemes; fused: both (the bundle's "
+                              "measured pocketsphinx weight, or --weight)")
+    visemes.add_argument("--weight", type=float,
+                         help="fused: pocketsphinx's weight (default: the bundle's)")
     visemes.add_argument("--lookahead", type=int, choices=range(0, 31), metavar="FRAMES",
                          help="pocketsphinx: video frames heard after a frame before it is "
                               "decided (default: the runtime's)")
@@ -504,6 +560,22 @@ def _bundle_face(args: argparse.Namespace) -> None:
           f"{landmarks.macs / 1e6:.1f} MMAC; template {bundle.face.template}")
 
 
+def _bundle_visemes(args: argparse.Namespace) -> None:
+    from export.recognizer import replace_recognizer
+
+    bundle = replace_recognizer(Path(args.bundle), Path(args.visemes),
+                                tuple(Path(p) for p in args.speech))
+    spec = bundle.recognizer
+    graphs = next(iter(bundle.variants.values()))
+    print(f"{args.bundle}: visemes graph {graphs['visemes'].macs / 1e6:.1f} MMAC, window "
+          f"{spec.window} log-mel frames ({spec.lookahead} after the frame), log-mel floor "
+          f"{bundle.audio.floor:g}; trained on: {'; '.join(spec.trained_on) or 'not recorded'}")
+    if spec.pocketsphinx_weight is not None:
+        curve = bundle.evaluation["fusion_accuracy_by_pocketsphinx_weight"]["accuracy"]
+        print(f"fused with pocketsphinx: weight {spec.pocketsphinx_weight:g} (held-out "
+              f"accuracy by weight: {', '.join(f'{w} {a:.3f}' for w, a in curve.items())})")
+
+
 def _bundle_report(args: argparse.Namespace) -> None:
     from export.report import bundle_report
     from training.data.manifest import read_manifest
@@ -521,7 +593,7 @@ def _eval_visemes(args: argparse.Namespace) -> None:
     report = eval_recognizers(Path(args.bundle), read_manifest(args.data) if args.data else None,
                               Path(args.out), args.split, args.clips, args.variant,
                               args.recognizer, tuple(Path(p) for p in args.speech),
-                              args.lookahead)
+                              args.lookahead, args.weight)
     print(f"{args.recognizer}, look-ahead {report['lookahead_frames']} frames: "
           f"sound-to-viseme {report['sound_to_viseme_latency_ms']:.0f} ms")
     for name, row in report["sets"].items():

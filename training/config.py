@@ -368,6 +368,12 @@ class VisemeRecognizerConfig:
     """Widths of the temporal conv stages (each halves the time axis)."""
     kernel: int = 5
     """Temporal kernel size."""
+    mel_floor: float = 1e-5
+    """Power floor of its log-mel front end (the bundle's ``audio.floor``): low enough that
+    a quiet microphone's speech stays above it once loudness is normalised."""
+    loudness_norm: bool = False
+    """Normalise loudness in the graph: shift the window's log-mel so its loudest frame sits
+    at 0, so a quiet USB microphone and a loud one look alike."""
 
     @property
     def window(self) -> int:
@@ -673,6 +679,50 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AudioAugmentConfig:
+    """Ranges of the simulated recording conditions (training.data.augment)."""
+
+    speed: tuple[float, float] = (0.85, 1.15)
+    """Speed factor (resampling: pitch moves with it, as in Kaldi's speed perturbation)."""
+    reverb_probability: float = 0.5
+    """Share of items heard in a simulated room."""
+    rt60_s: tuple[float, float] = (0.15, 0.8)
+    """Reverberation time of the simulated rooms, seconds."""
+    band_probability: float = 0.5
+    """Share of items through a band-limited microphone."""
+    low_cut_hz: tuple[float, float] = (80.0, 400.0)
+    """High-pass corner of the band-limited microphone."""
+    high_cut_hz: tuple[float, float] = (3000.0, 7500.0)
+    """Low-pass corner of the band-limited microphone."""
+    noise_probability: float = 0.8
+    """Share of items with background noise (one of training.data.augment.NOISE_KINDS)."""
+    noise_snr_db: tuple[float, float] = (0.0, 30.0)
+    """Speech-to-noise ratio of the background."""
+    gain_db: tuple[float, float] = (-30.0, 6.0)
+    """Level change at the end (quiet and loud microphones), before clipping to [-1, 1]."""
+    freq_masks: int = 0
+    """Bands of log-mel hidden per item (SpecAugment), each up to ``freq_mask_width`` wide."""
+    freq_mask_width: int = 8
+    """Widest hidden band, mel bins."""
+    time_masks: int = 0
+    """Stretches of log-mel frames hidden per item, each up to ``time_mask_width`` long."""
+    time_mask_width: int = 4
+    """Longest hidden stretch, log-mel frames (10 ms)."""
+
+    def validate(self, where: str) -> None:
+        for name in ("speed", "rt60_s", "low_cut_hz", "high_cut_hz", "noise_snr_db", "gain_db"):
+            low, high = getattr(self, name)
+            _check(low <= high, where, name, "must be (low, high)")
+        _check(0 < self.speed[0], where, "speed", "must be > 0")
+        _check(self.high_cut_hz[1] < 8000, where, "high_cut_hz",
+               "must stay below 8000 Hz (16 kHz audio)")
+        for name in ("reverb_probability", "band_probability", "noise_probability"):
+            _check(0 <= getattr(self, name) <= 1, where, name, "must be in [0, 1]")
+        for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+            _check(getattr(self, name) >= 0, where, name, "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class VisemeRunConfig:
     """``tsd train visemes``: the audio viseme recogniser the device runs."""
 
@@ -680,19 +730,19 @@ class VisemeRunConfig:
     """Architecture."""
     train: TrainConfig = TrainConfig()
     """Optimisation."""
-    gain_db: tuple[float, float] = (-12.0, 6.0)
-    """Random gain applied to training audio (microphones differ in level)."""
-    noise_snr_db: tuple[float, float] = (10.0, 40.0)
-    """White noise added at a random SNR in this range (rooms are not silent)."""
+    augment: AudioAugmentConfig = AudioAugmentConfig()
+    """Simulated rooms, microphones and backgrounds of the training audio."""
     items_per_clip: int = 32
-    """Frames sampled per clip per epoch."""
+    """Frames sampled per clip (or speech-set utterance) per epoch."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing: keeps the probabilities modest, which the fusion with
+    pocketsphinx (edge_runtime.visemes.fusion) weighs against."""
 
     def validate(self, where: str) -> None:
         self.model.validate(f"{where}.model")
         self.train.validate(f"{where}.train")
-        _check(self.gain_db[0] <= self.gain_db[1], where, "gain_db", "must be (low, high)")
-        _check(self.noise_snr_db[0] <= self.noise_snr_db[1], where, "noise_snr_db",
-               "must be (low, high)")
+        self.augment.validate(f"{where}.augment")
+        _check(0 <= self.label_smoothing < 1, where, "label_smoothing", "must be in [0, 1)")
 
 
 def _validate_latent_run(run: TeacherRunConfig | StudentRunConfig, where: str) -> None:

@@ -22,7 +22,7 @@ RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": Teacher
                "lipread": LipReadRunConfig, "visemes": VisemeRunConfig}
 
 
-def build_task(target: str, config, manifest: Manifest):
+def build_task(target: str, config, manifest: Manifest | None, speech: tuple[Path, ...] = ()):
     if target == "ae":
         from training.tasks.autoencoder import AutoencoderTask
 
@@ -50,13 +50,14 @@ def build_task(target: str, config, manifest: Manifest):
     if target == "visemes":
         from training.tasks.visemes import VisemeTask
 
-        return VisemeTask(config, manifest)
+        return VisemeTask(config, manifest, speech)
     raise ValueError(f"unknown training target {target!r}")
 
 
-def run_training(target: str, config_path: str | Path, manifest: Manifest, out: Path,
-                 stop_at: int | None = None) -> Path:
+def run_training(target: str, config_path: str | Path, manifest: Manifest | None, out: Path,
+                 stop_at: int | None = None, speech: tuple[Path, ...] = ()) -> Path:
+    """Train ``target``; ``manifest`` may be None only for ``visemes`` with speech sets."""
     config = load_config(config_path, RUN_CONFIGS[target])
     info = init_distributed()
-    task = build_task(target, config, manifest)
+    task = build_task(target, config, manifest, speech)
     return Trainer(task, config.train, out, config, info).fit(stop_at)

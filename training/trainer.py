@@ -186,7 +186,8 @@ class Trainer:
         path = self.out / "final.pt"
         with atomic_path(path) as tmp:
             torch.save({"model": self.ema.module.state_dict(), "step": self.step,
-                        "config": _plain(self.run_config)}, tmp)
+                        "config": _plain(self.run_config),
+                        "data": list(getattr(self.task, "sources", ()))}, tmp)
         return path
 
     def resume(self) -> bool:

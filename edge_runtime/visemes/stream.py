@@ -91,27 +91,32 @@ class Recognizer(Protocol):
 
 
 class LearnedRecognizer:
-    """The bundle's ``visemes`` graph over a sliding log-mel window."""
+    """The bundle's ``visemes`` graph over a sliding log-mel window of the bundle's front end
+    (``mel``, which the stream computes for it)."""
 
-    def __init__(self, session, spec: RecognizerSpec, floor: float):
-        self.session, self.spec = session, spec
+    def __init__(self, session, spec: RecognizerSpec, mel: MelConfig):
+        self.session, self.spec, self.mel = session, spec, mel
         self.lookahead_frames = -(-spec.lookahead // MEL_PER_FRAME)
-        self._silence = np.float32(np.log(floor))  # what zero audio gives (as in training)
+        self._silence = np.float32(np.log(mel.floor))  # what zero audio gives (as in training)
         self._window = np.full((1, spec.window, session.inputs[0].shape[-1]), self._silence,
                                np.float32)
         self._name = session.inputs[0].name
 
-    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
+    def log_probs(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> np.ndarray:
+        """Log-probabilities [15] of video frame ``frame``'s viseme (arguments as decide)."""
         first = MEL_PER_FRAME * frame - self.spec.context
         lo, hi = max(first, mel_start), min(first + self.spec.window, mel_start + len(mel))
         window = self._window[0]
         window.fill(self._silence)
         window[lo - first:hi - first] = mel[lo - mel_start:hi - mel_start]
         logits = self.session.run({self._name: self._window})[0][0]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        token = int(probs.argmax())
-        return token, float(probs[token])
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
+        log_probs = self.log_probs(mel, frame, mel_start)
+        token = int(log_probs.argmax())
+        return token, float(np.exp(log_probs[token]))
 
 
 class SilentRecognizer:
@@ -151,9 +156,8 @@ class FileRecognizer:
 class VisemeStream:
     """push(audio) -> the VisemeEvents decided so far; finish() -> the rest."""
 
-    def __init__(self, recognizer: Recognizer, fps: int = 25, rules: PauseRules = PauseRules(),
-                 mel: MelConfig | None = None):
-        mel = mel or MelConfig()
+    def __init__(self, recognizer: Recognizer, fps: int = 25, rules: PauseRules = PauseRules()):
+        mel = getattr(recognizer, "mel", None) or MelConfig()  # the learned one's own front end
         if SAMPLE_RATE % fps or (SAMPLE_RATE // fps) != MEL_PER_FRAME * mel.hop_length:
             raise ValueError(f"{fps} fps does not give {MEL_PER_FRAME} log-mel hops per frame")
         spec = getattr(recognizer, "spec", None)

@@ -82,7 +82,7 @@ def test_visemes_per_frame(benchmark, bench_bundle, backend, precision, threads)
     _require(bundle, backend, precision)
     variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
     session = open_graph(bundle, root, variant, "visemes", threads)
-    stream = VisemeStream(LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor))
+    stream = VisemeStream(LearnedRecognizer(session, bundle.recognizer, bundle.audio))
     stream.push(_speech(1.0))
     chunk = _speech(0.04)
     benchmark(stream.push, chunk)
@@ -277,7 +277,7 @@ def test_whole_frame(benchmark, bench_bundle, mode, backend, precision, steps, t
     else:
         variant = bundle.precision_of(BACKEND_PREFIX[backend], precision, "visemes")
         recognizer = LearnedRecognizer(open_graph(bundle, root, variant, "visemes", threads),
-                                       bundle.recognizer, bundle.audio.floor)
+                                       bundle.recognizer, bundle.audio)
 
     class WireSink(NullSink):
         def write(self, index, latent):
@@ -317,7 +317,7 @@ def test_glue_profile(benchmark, bench_bundle, backend):
     recognizer = SilentRecognizer() if bundle.recognizer is None else LearnedRecognizer(
         open_graph(bundle, root, bundle.precision_of(BACKEND_PREFIX[backend], "fp32",
                                                      "visemes"), "visemes", 2),
-        bundle.recognizer, bundle.audio.floor)
+        bundle.recognizer, bundle.audio)
     pipeline = Pipeline(VisemeStream(recognizer), renderer, NullSink())
     audio = _speech(10.5)
     pipeline.feed(audio[:SAMPLE_RATE // 2])

@@ -1,9 +1,11 @@
-"""Speech with exact phone times from Festival's diphone voices (``tsd data festival``).
+"""Speech with exact phone times from Festival's voices (``tsd data festival``).
 
 Debian's ``festival`` with ``festvox-kallpc16k`` (kal_diphone, an American man) and
 ``festvox-kdlpc16k`` (ked_diphone, another) concatenates diphones cut from real recordings, at
-16 kHz. ``utt.save.segs`` lists each phone's end time, so the labels are exact: a second kind
-of voice besides espeak-ng's formant synthesis, and the place where pocketsphinx forced
+16 kHz; ``festvox-us-slt-hts`` (cmu_us_slt_arctic_hts, an American woman) is a statistical
+parametric voice trained on CMU ARCTIC recordings, at 32 kHz (resampled to 16 kHz).
+``utt.save.segs`` lists each phone's end time, so the labels are exact: other kinds of voice
+than espeak-ng's formant synthesis, and the place where pocketsphinx forced
 alignment (the labels of the real-speech set) can be checked against the truth.
 
 Sentences come from the synthetic dataset's word sampler (training.data.synth.sentence); any
@@ -13,6 +15,7 @@ stay out of training.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -38,8 +41,9 @@ from training.data.realspeech import (
 )
 from training.errors import UserError
 
-VOICES = ("kal_diphone", "ked_diphone")
-"""Debian packages festvox-kallpc16k and festvox-kdlpc16k."""
+VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+"""Debian packages festvox-kallpc16k, festvox-kdlpc16k and festvox-us-slt-hts."""
+INSTALL = "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
 BATCH = 20
 """Utterances per festival process."""
 
@@ -59,8 +63,7 @@ def _scheme_string(text: str) -> str:
 def synthesize_batch(texts: list[str], voice: str) -> list[FestivalUtterance]:
     """Speak each text with one festival process."""
     if shutil.which("festival") is None:
-        raise UserError("festival is not installed (apt-get install festival "
-                        "festvox-kallpc16k festvox-kdlpc16k)")
+        raise UserError(f"festival is not installed ({INSTALL})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         script = [f"(voice_{voice})"]
@@ -93,17 +96,26 @@ def _read(wav: Path, segs: Path) -> FestivalUtterance:
     return FestivalUtterance(audio, phones)
 
 
+@functools.lru_cache(maxsize=1)
+def _held_out() -> frozenset[str]:
+    return frozenset({" ".join(words) for _, _, _, words in packaged_utterances()}
+                     | set(RAW_UTTERANCES.values()))
+
+
+def held_out_sentence(text: str) -> bool:
+    """Whether ``text`` is a transcript of the real-speech evaluation set (never trained on)."""
+    return text.lower().strip(".").replace(",", "") in _held_out()
+
+
 def _sentences(count: int, seed: int) -> list[str]:
     from training.data.synth import sentence
 
-    held_out = {" ".join(words) for _, _, _, words in packaged_utterances()} \
-        | set(RAW_UTTERANCES.values())
     rng = np.random.default_rng([seed, 22])
     config = SynthConfig()
     out: list[str] = []
     while len(out) < count:
         text = sentence(rng, config)
-        if text.lower().strip(".").replace(",", "") not in held_out:
+        if not held_out_sentence(text):
             out.append(text)
     return out
 

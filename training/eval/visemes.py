@@ -27,6 +27,7 @@ from edge_runtime.audio.features import SAMPLE_RATE, log_mel
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.pipeline import CHUNK_S
+from edge_runtime.visemes.fusion import FusedRecognizer
 from edge_runtime.visemes.sphinx import DEFAULT_LOOKAHEAD, PocketsphinxRecognizer
 from edge_runtime.visemes.stream import LearnedRecognizer, VisemeStream
 from edge_runtime.visemes.vocabulary import SIL, VISEMES
@@ -38,7 +39,9 @@ from training.errors import UserError
 BAR_RATIO = 0.95
 BAR_LATENCY_S = 0.2
 BAR_NONSPEECH_SIL = 0.95
-RECOGNIZERS = ("model", "pocketsphinx")
+RECOGNIZERS = ("model", "pocketsphinx", "fused")
+FUSION_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 1000.0)
+"""Weights of pocketsphinx's viseme tried when fusing (1000: pocketsphinx decides)."""
 MAX_SHIFT = 4
 """Frames either way searched for the best-scoring shift of the stream against the truth."""
 NONSPEECH_S = 10.0
@@ -161,31 +164,83 @@ def score_nonspeech(make, fps: int) -> dict:
 
 
 def recognizer_factory(bundle, root, recognizer: str, backend_variant: str = "onnx-fp32",
-                       lookahead: int | None = None):
-    """-> a function that makes a fresh recogniser of that kind."""
-    if recognizer == "model":
-        if bundle.recognizer is None:
-            raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (tsd export "
-                              "--visemes)")
-        session = open_graph(bundle, root, backend_variant, "visemes", threads=1)
-        return lambda: LearnedRecognizer(session, bundle.recognizer, bundle.audio.floor)
+                       lookahead: int | None = None, weight: float | None = None):
+    """-> a function that makes a fresh recogniser of that kind (``fused``: with ``weight``,
+    else the bundle's measured one)."""
+    frames = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
     if recognizer == "pocketsphinx":
-        frames = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
         return lambda: PocketsphinxRecognizer(bundle.fps, frames)
-    raise UserError(f"unknown recogniser {recognizer!r} (one of {RECOGNIZERS})")
+    if recognizer not in ("model", "fused"):
+        raise UserError(f"unknown recogniser {recognizer!r} (one of {RECOGNIZERS})")
+    if bundle.recognizer is None:
+        raise BundleError(f"bundle {bundle.name!r} has no viseme recogniser (tsd export "
+                          "--visemes)")
+    session = open_graph(bundle, root, backend_variant, "visemes", threads=1)
+    if recognizer == "model":
+        return lambda: LearnedRecognizer(session, bundle.recognizer, bundle.audio)
+    weight = bundle.recognizer.pocketsphinx_weight if weight is None else weight
+    if weight is None:
+        raise UserError(f"bundle {bundle.name!r}: its recogniser has no measured pocketsphinx "
+                        "weight (tsd bundle-visemes measures it)")
+    return lambda: FusedRecognizer(LearnedRecognizer(session, bundle.recognizer, bundle.audio),
+                                   PocketsphinxRecognizer(bundle.fps, frames), weight)
+
+
+class _Recording(FusedRecognizer):
+    """Fused, remembering each decided frame's (log-probabilities, pocketsphinx viseme)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.frames: dict[int, tuple[np.ndarray, int]] = {}
+
+    def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
+        log_probs = self.learned.log_probs(mel, frame, mel_start)
+        heard = self.sphinx.decide(mel, frame, mel_start)[0]
+        self.frames[frame] = (log_probs, heard)
+        return heard, 1.0
+
+
+def fusion_curve(bundle, root, sets: list[EvalSet], weights: tuple[float, ...] = FUSION_WEIGHTS
+                 ) -> dict[float, float]:
+    """Streaming frame accuracy of the fused recogniser for each weight, over all ``sets``.
+    One streaming pass per utterance: gating and pause rules do not depend on what the
+    recogniser says, so every weight is scored on the same frames."""
+    session = open_graph(bundle, root, "onnx-fp32", "visemes", threads=1)
+    correct, total = np.zeros(len(weights)), 0
+    for eval_set in sets:
+        for _, audio, truth in eval_set.clips:
+            probe = _Recording(LearnedRecognizer(session, bundle.recognizer, bundle.audio),
+                               PocketsphinxRecognizer(bundle.fps), 0.0)
+            stream = VisemeStream(probe, bundle.fps)
+            events, chunk = [], int(CHUNK_S * SAMPLE_RATE)
+            for start in range(0, len(audio), chunk):
+                events += stream.push(audio[start:start + chunk])
+            events += stream.finish()
+            for event in events[:len(truth)]:
+                if event.frame not in probe.frames or event.state not in ("speech", "hold"):
+                    correct += int(event.token == truth[event.frame])
+                    continue
+                log_probs, heard = probe.frames[event.frame]
+                for k, weight in enumerate(weights):
+                    score = log_probs.copy()
+                    score[heard] += weight
+                    correct[k] += int(score.argmax() == truth[event.frame])
+            total += min(len(events), len(truth))
+    return {w: float(c / max(total, 1)) for w, c in zip(weights, correct)}
 
 
 def eval_recognizers(bundle_dir: Path, manifest: Manifest | None, out: Path,
                      split: str = "test", clips: int = 12, backend_variant: str = "onnx-fp32",
                      recognizer: str = "model", speech: tuple[Path, ...] = (),
-                     lookahead: int | None = None) -> dict:
+                     lookahead: int | None = None, weight: float | None = None) -> dict:
     """Scores of ``recognizer`` (``model``: the bundle's learned graph; ``pocketsphinx``:
-    phone recognition, ``lookahead`` frames) on the synthetic ``split`` of ``manifest`` (its
+    phone recognition, ``lookahead`` frames; ``fused``: both, pocketsphinx weighted by
+    ``weight`` or the bundle's measured weight) on the synthetic ``split`` of ``manifest`` (its
     scores also at the top level of the report), each speech manifest of ``speech`` and the
     non-speech signals -> the report (also OUT/visemes.json, or
     OUT/visemes-pocketsphinx[-N].json)."""
     bundle, root = load_bundle(bundle_dir)
-    make = recognizer_factory(bundle, root, recognizer, backend_variant, lookahead)
+    make = recognizer_factory(bundle, root, recognizer, backend_variant, lookahead, weight)
     sets = ([synthetic_set(manifest, split, clips)] if manifest is not None else []) \
         + [speech_set(path) for path in speech]
     if not sets:
@@ -205,7 +260,9 @@ def eval_recognizers(bundle_dir: Path, manifest: Manifest | None, out: Path,
                                     and latency <= 1000 * BAR_LATENCY_S)
     out.mkdir(parents=True, exist_ok=True)
     name = "visemes" if recognizer == "model" else f"visemes-{recognizer}"
-    if recognizer == "pocketsphinx" and lookahead is not None:
+    if recognizer != "model" and lookahead is not None:
         name += f"-{lookahead}"
+    if recognizer == "fused" and weight is not None:
+        name += f"-w{weight:g}"
     write_text(out / f"{name}.json", json.dumps(report, indent=2))
     return report

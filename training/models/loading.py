@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from functools import partial
 from pathlib import Path
 
@@ -34,12 +35,24 @@ _MODELS = {"autoencoder": (Autoencoder, AutoencoderConfig),
            "viseme recognizer": (VisemeRecognizer, VisemeRecognizerConfig)}
 
 
+def read_checkpoint(path: Path, kind: str) -> dict:
+    """A tsd train checkpoint's contents; UserError naming the file when it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise UserError(f"{path}: not a {kind} checkpoint ({str(exc).splitlines()[0]})") \
+            from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a {kind} checkpoint")
+    return state
+
+
 def load_frozen(path: str | Path, kind: str) -> nn.Module:
     """final.pt -> model in eval mode with gradients off; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {kind} checkpoint not found (train it first: tsd train ...)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path, kind)
     model_cls, config_cls = _MODELS[kind]
     try:
         model = model_cls(from_dict(config_cls, state["config"]["model"], f"{path}:model"))
