@@ -78,7 +78,7 @@ test: $(VENV)/.installed test-tools
 # The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run.
 train-demo: $(VENV)/.installed voices
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
-	$(TSD) train visemes --config configs/demo/visemes.yaml --data $(DEMO) \
+	$(TSD) train visemes --config configs/demo/visemes.yaml \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
 	for t in ae idenc sync teacher student lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
@@ -100,7 +100,7 @@ train-demo: $(VENV)/.installed voices
 # The viseme recogniser for real voices (about 40 minutes on 2 cores; resumes), put into the
 # demo bundle with its measured pocketsphinx weight.
 train-visemes: $(VENV)/.installed voices
-	$(TSD) train visemes --config configs/demo/visemes.yaml --data $(DEMO) \
+	$(TSD) train visemes --config configs/demo/visemes.yaml \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak

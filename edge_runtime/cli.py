@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="viseme source: pocketsphinx (phone recognition; "
                              "pocketsphinx:N sets its look-ahead to N frames, default "
                              f"{DEFAULT_LOOKAHEAD}), model (the bundle's learned recogniser), "
+                             "fused (both, pocketsphinx weighted as the bundle measured), "
                              "none (all sil), file:PATH (.npy ids or JSON lines), auto "
                              "(default: pocketsphinx, the best on real speech within 200 ms; "
                              "the bundle's model where pocketsphinx is not installed)")
@@ -191,7 +192,12 @@ def _fused(learned: LearnedRecognizer, bundle):
     if weight is None:
         raise BundleError(f"bundle {bundle.name!r}: its recogniser has no measured "
                           "pocketsphinx weight for --visemes fused (tsd bundle-visemes)")
-    recognizer = FusedRecognizer(learned, PocketsphinxRecognizer(bundle.fps), weight)
+    try:
+        sphinx = PocketsphinxRecognizer(bundle.fps)
+    except RecognizerUnavailable as exc:
+        log.warning("%s: visemes from the bundle's learned recogniser alone instead", exc)
+        return learned
+    recognizer = FusedRecognizer(learned, sphinx, weight)
     log.info("visemes: the bundle's learned recogniser fused with pocketsphinx (weight %g), "
              "look-ahead %d frames (%.0f ms from sound to viseme)", weight,
              recognizer.lookahead_frames, 1000 * (1 + recognizer.lookahead_frames) / bundle.fps)

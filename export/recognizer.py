@@ -47,7 +47,8 @@ def held_out_sets(speech: tuple[Path, ...]) -> list[EvalSet]:
         found = read_speech_manifest(folder)
         clips = tuple((c.id, *found.load(c)) for c in found.clips if held_out(c.id))
         if clips:
-            sets.append(EvalSet(f"{folder} (held out)", clips))
+            kinds = "+".join(sorted({c.source for c in found.clips}))
+            sets.append(EvalSet(f"{kinds}: {len(clips)} held-out utterances", clips))
     if not sets:
         raise UserError(f"no held-out utterances (one in {VAL_EVERY}) in the speech sets")
     return sets

@@ -170,16 +170,22 @@ def test_speech_sets_are_refused_for_other_models(espeak_set, tmp_path):
     assert "--speech" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_bundle_visemes_swaps_the_recogniser_and_the_device_runs_it(
-        tiny_bundle, voices_recognizer, espeak_set, tmp_path):
-    bundle_dir = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def swapped(tiny_bundle, voices_recognizer, espeak_set, tmp_path_factory):
+    """(bundle folder before, after tsd bundle-visemes put the tiny voices recogniser in)."""
+    bundle_dir = tmp_path_factory.mktemp("swap") / "bundle"
     shutil.copytree(tiny_bundle, bundle_dir)
-    before, _ = load_bundle(bundle_dir)
     done = subprocess.run([sys.executable, "-m", "training.cli", "bundle-visemes", "--bundle",
                            str(bundle_dir), "--visemes", str(voices_recognizer), "--speech",
                            str(espeak_set)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
-    after, root = load_bundle(bundle_dir)
+    assert "fused with pocketsphinx: weight" in done.stdout
+    return tiny_bundle, bundle_dir
+
+
+def test_bundle_visemes_swaps_the_recogniser_and_the_device_runs_it(swapped, espeak_set):
+    before, _ = load_bundle(swapped[0])
+    after, root = load_bundle(swapped[1])
     assert after.audio.floor == pytest.approx(1e-9) and after.recognizer.window == 28
     assert "espeak-ng" in after.recognizer.trained_on[0]
     assert set(after.variants) == set(before.variants)
@@ -187,7 +193,7 @@ def test_bundle_visemes_swaps_the_recogniser_and_the_device_runs_it(
     assert after.variants["onnx-fp32"]["visemes"].sha256 != \
         before.variants["onnx-fp32"]["visemes"].sha256
     assert all(p["visemes"] == "fp32" for p in after.int8_plan.values())
-    assert not (tmp_path / ".bundle.partial").exists() and not (tmp_path / ".bundle.old").exists()
+    assert not any(p.name.startswith(".") for p in swapped[1].parent.iterdir())
 
     from edge_runtime.backends import open_graph
 
@@ -197,6 +203,55 @@ def test_bundle_visemes_swaps_the_recogniser_and_the_device_runs_it(
     audio = speech.load(speech.clips[0])[0]
     events = stream.push(audio) + stream.finish()
     assert len(events) == int(np.ceil(len(audio) / 640))
+
+
+def test_the_measured_weight_is_the_best_of_the_curve_and_fused_runs_it(swapped, caplog,
+                                                                       monkeypatch):
+    import logging
+    import sys as system
+
+    from edge_runtime.cli import _recognizer
+    from edge_runtime.visemes.fusion import FusedRecognizer
+
+    bundle, root = load_bundle(swapped[1])
+    curve = bundle.evaluation["fusion_accuracy_by_pocketsphinx_weight"]["accuracy"]
+    weight = bundle.recognizer.pocketsphinx_weight
+    assert curve[str(weight)] == max(curve.values())
+    with caplog.at_level(logging.INFO, logger="edge-run"):
+        chosen = _recognizer("fused", bundle, root, "onnxruntime", "fp32", 1)
+    assert isinstance(chosen, FusedRecognizer) and chosen.weight == weight
+    assert "fused with pocketsphinx" in caplog.text
+    caplog.clear()
+    monkeypatch.setitem(system.modules, "pocketsphinx", None)  # not installed
+    with caplog.at_level(logging.INFO, logger="edge-run"):
+        alone = _recognizer("fused", bundle, root, "onnxruntime", "fp32", 1)
+    assert isinstance(alone, LearnedRecognizer)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "pip install pocketsphinx" in warnings[0]
+
+
+def test_fusion_weight_moves_the_decision_from_one_recogniser_to_the_other(swapped,
+                                                                           espeak_set):
+    from edge_runtime.backends import open_graph
+    from edge_runtime.visemes.fusion import FusedRecognizer
+    from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
+
+    bundle, root = load_bundle(swapped[1])
+    session = open_graph(bundle, root, "onnx-fp32", "visemes", threads=1)
+    speech = read_speech_manifest(espeak_set)
+    audio = speech.load(speech.clips[1])[0]
+
+    def tokens(recognizer) -> list[int]:
+        stream = VisemeStream(recognizer)
+        return [e.token for e in stream.push(audio) + stream.finish()]
+
+    def learned():
+        return LearnedRecognizer(session, bundle.recognizer, bundle.audio)
+
+    alone, heard = tokens(learned()), tokens(PocketsphinxRecognizer(25, 3))
+    assert alone != heard
+    assert tokens(FusedRecognizer(learned(), PocketsphinxRecognizer(25, 3), 0.0)) == alone
+    assert tokens(FusedRecognizer(learned(), PocketsphinxRecognizer(25, 3), 1000.0)) == heard
 
 
 def test_bundle_visemes_with_a_bad_checkpoint_leaves_the_bundle_untouched(
@@ -211,3 +266,13 @@ def test_bundle_visemes_with_a_bad_checkpoint_leaves_the_bundle_untouched(
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert (bundle_dir / "bundle.yaml").read_text() == text
+
+
+def test_fused_needs_a_measured_weight(tiny_bundle):
+    from edge_runtime.bundle import BundleError
+    from edge_runtime.cli import _recognizer
+
+    bundle, root = load_bundle(tiny_bundle)
+    assert bundle.recognizer.pocketsphinx_weight is None
+    with pytest.raises(BundleError, match="tsd bundle-visemes"):
+        _recognizer("fused", bundle, root, "onnxruntime", "fp32", 1)

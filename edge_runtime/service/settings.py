@@ -88,8 +88,8 @@ class EdgeSettings:
     the c2pa extra). None: $STATE_DIRECTORY/c2pa under systemd (/var/lib/temposync/c2pa),
     else $XDG_STATE_HOME/temposync/c2pa, else ~/.local/state/temposync/c2pa."""
     visemes: str = "auto"
-    """model, pocketsphinx[:FRAMES], none, file:PATH, or auto (model when the bundle has
-    one)."""
+    """model, pocketsphinx[:FRAMES], fused, none, file:PATH, or auto (pocketsphinx, the best
+    measured on real speech; the bundle's model where pocketsphinx is not installed)."""
     emit_visemes: str | None = None
     """Write the viseme stream as JSON lines to this path, - (stdout) or udp://HOST:PORT."""
     backend: Literal["onnxruntime", "tflite"] = "onnxruntime"

@@ -99,16 +99,18 @@ def utterances(manifest: Manifest | None, speech: tuple[Path, ...], split: str
         clips = manifest.split(split)
         out += [Utterance(str(manifest.resolve(c.audio)), str(manifest.resolve(c.visemes)))
                 for c in clips]
-        sources.append(f"synthetic dataset {manifest.path}: {len(clips)} {split} clips, "
-                       f"{len({c.speaker for c in clips})} espeak-ng voices")
+        sources.append(f"synthetic dataset: {len(clips)} {split} clips, "
+                       f"{len({c.speaker for c in clips})} espeak-ng speakers")
     for folder in speech:
         found = read_speech_manifest(folder)
         clips = [c for c in found.clips if held_out(c.id) == (split == "val")]
         out += [Utterance(str(found.resolve(c.audio)), str(found.resolve(c.visemes)))
                 for c in clips]
-        kinds = sorted({c.source for c in clips})
-        sources.append(f"speech set {found.path} ({', '.join(kinds)}): {len(clips)} {split} "
-                       f"utterances, {len({c.speaker for c in clips})} voices")
+        kinds = "+".join(sorted({c.source for c in clips}))
+        voices = sorted({c.speaker for c in clips})
+        named = f" ({', '.join(voices)})" if len(voices) <= 4 else ""
+        sources.append(f"{kinds} speech set: {len(clips)} {split} utterances, "
+                       f"{len(voices)} voices{named}")
     if not out:
         raise UserError(f"no {split} utterances in the dataset or the speech sets")
     return out, sources
