@@ -85,10 +85,10 @@ def replace_recognizer(bundle_dir: Path, checkpoint: Path, speech: tuple[Path, .
     variants = tuple(bundle.variants)
     specs, errors, recipes = export_graphs({"visemes": model}, captured, staging, variants)
     evaluation = dict(bundle.evaluation)
-    parity = {v: dict(evaluation.get("parity_max_abs_error_vs_torch", {}).get(v, {}),
-                      **errors.get(v, {})) for v in errors}
-    evaluation["parity_max_abs_error_vs_torch"] = \
-        dict(evaluation.get("parity_max_abs_error_vs_torch", {}), **parity)
+    parity = dict(evaluation.get("parity_max_abs_error_vs_torch", {}))
+    for variant, graphs in errors.items():
+        parity[variant] = dict(parity.get(variant, {}), **graphs)
+    evaluation["parity_max_abs_error_vs_torch"] = parity
     evaluation["tflite_int8"] = dict(evaluation.get("tflite_int8", {}), **recipes)
     plan = {backend: dict(graphs, visemes="fp32") for backend, graphs in
             bundle.int8_plan.items()}
@@ -97,15 +97,15 @@ def replace_recognizer(bundle_dir: Path, checkpoint: Path, speech: tuple[Path, .
         recognizer=RecognizerSpec(model.config.context, model.config.lookahead,
                                   trained_on(checkpoint)),
         audio=dataclasses.replace(bundle.audio, floor=model.config.mel_floor),
-        int8_plan=plan, evaluation=evaluation)
-    write_bundle_yaml(updated, staging)
-    weight, curve = measure_fusion(*load_bundle(staging), sets)  # files and hashes as declared
+        int8_plan=plan)
+    weight, curve = measure_fusion(updated, staging, sets)
     evaluation["fusion_accuracy_by_pocketsphinx_weight"] = {
         "sets": [s.name for s in sets], "accuracy": {str(w): round(a, 4) for w, a in
                                                      curve.items()}}
     updated = dataclasses.replace(updated, recognizer=dataclasses.replace(
         updated.recognizer, pocketsphinx_weight=weight), evaluation=evaluation)
     write_bundle_yaml(updated, staging)
+    load_bundle(staging)  # every file and hash as declared
     old = root.with_name(f".{root.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     root.rename(old)

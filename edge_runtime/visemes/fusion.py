@@ -19,6 +19,14 @@ from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
 from edge_runtime.visemes.stream import LearnedRecognizer
 
 
+def fuse(log_probs: np.ndarray, heard: int, weight: float) -> int:
+    """The viseme maximising ``log_probs`` [15] plus ``weight`` for the one pocketsphinx
+    heard."""
+    score = log_probs.copy()
+    score[heard] += weight
+    return int(score.argmax())
+
+
 class FusedRecognizer:
     """The Recognizer interface of edge_runtime.visemes.stream over both recognisers."""
 
@@ -34,10 +42,14 @@ class FusedRecognizer:
     def finish(self) -> None:
         self.sphinx.finish()
 
+    def evidence(self, mel: np.ndarray, frame: int, mel_start: int = 0
+                 ) -> tuple[np.ndarray, int]:
+        """(the learned recogniser's log-probabilities [15], the viseme pocketsphinx heard)
+        of frame ``frame`` (arguments as decide)."""
+        return (self.learned.log_probs(mel, frame, mel_start),
+                self.sphinx.decide(mel, frame, mel_start)[0])
+
     def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
-        log_probs = self.learned.log_probs(mel, frame, mel_start)
-        heard = self.sphinx.decide(mel, frame, mel_start)[0]
-        score = log_probs.copy()
-        score[heard] += self.weight
-        token = int(score.argmax())
+        log_probs, heard = self.evidence(mel, frame, mel_start)
+        token = fuse(log_probs, heard, self.weight)
         return token, float(np.exp(log_probs[token]))

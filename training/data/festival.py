@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.visemes.vocabulary import festival_to_viseme
-from training.atomic import atomic_path, write_text
+from training.atomic import write_text
 from training.config import SynthConfig
 from training.data.alignment import Segment, frame_visemes
-from training.data.media import SAMPLE_RATE, read_wav, resample, write_wav
+from training.data.media import SAMPLE_RATE, read_wav, resample
 from training.data.realspeech import (
     RAW_UTTERANCES,
-    SpeechClip,
     agreement,
     frame_count,
     label,
     packaged_utterances,
+    write_speech_clip,
     write_speech_manifest,
 )
 from training.errors import UserError
@@ -139,13 +139,9 @@ def build_festival(out: Path, utterances: int, seed: int = 0, fps: int = 25,
                 aligned = label(utt.audio, text.lower().replace(",", "").strip(".").split(), fps)
                 rows.append((len(truth), *(agreement(aligned[0], truth) if aligned else (0, 0)),
                              aligned is None))
-            write_wav(out / f"{cid}.wav", utt.audio)
-            with atomic_path(out / f"{cid}.visemes.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, truth.astype(np.int16))
-            write_text(out / f"{cid}.alignment.json", _alignment_json(text, utt.phones))
-            clips.append(SpeechClip(cid, voice, "festival", "exact", text, fps, len(truth),
-                                    f"{cid}.wav", f"{cid}.visemes.npy",
-                                    f"{cid}.alignment.json"))
+            alignment = {"text": text, "phones": [p.to_dict() for p in utt.phones]}
+            clips.append(write_speech_clip(out, cid, utt.audio, truth, alignment, voice,
+                                           "festival", "exact", text, fps))
     write_speech_manifest(out, clips)
     frames = sum(n for n, _, _, _ in rows)
     report = {"utterances": len(clips), "seconds": sum(c.frame_count for c in clips) / fps,
@@ -157,6 +153,3 @@ def build_festival(out: Path, utterances: int, seed: int = 0, fps: int = 25,
     write_text(out / "alignment-check.json", json.dumps(report, indent=2))
     return report
 
-
-def _alignment_json(text: str, phones: list[Segment]) -> str:
-    return json.dumps({"text": text, "phones": [p.to_dict() for p in phones]}, indent=1)

@@ -83,6 +83,19 @@ def write_speech_manifest(folder: Path, clips: list[SpeechClip]) -> Path:
     return path
 
 
+def write_speech_clip(out: Path, cid: str, audio: np.ndarray, truth: np.ndarray,
+                      alignment: dict, speaker: str, source: str, labels: str, text: str,
+                      fps: int) -> SpeechClip:
+    """One utterance's files in ``out`` (wav, visemes .npy, alignment JSON; atomically) ->
+    its manifest row."""
+    write_wav(out / f"{cid}.wav", audio)
+    with atomic_path(out / f"{cid}.visemes.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, truth.astype(np.int16))
+    write_text(out / f"{cid}.alignment.json", json.dumps(alignment, indent=1))
+    return SpeechClip(cid, speaker, source, labels, text, fps, len(truth), f"{cid}.wav",
+                      f"{cid}.visemes.npy", f"{cid}.alignment.json")
+
+
 def read_speech_manifest(data: str | Path) -> SpeechSet:
     """A speech manifest, or a folder holding ``speech.jsonl``; every row and file checked."""
     data = Path(data)
@@ -229,13 +242,9 @@ def build_real_speech(out: Path, root: Path = TESTDATA, fps: int = 25) -> dict:
             if name.endswith("lead-in"):
                 labels = labels[round(PERTURBATION_LEAD_S * fps):]
             checks.setdefault(name, []).append((len(truth), *agreement(truth, labels), 0))
-        write_wav(out / f"{cid}.wav", audio)
-        with atomic_path(out / f"{cid}.visemes.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, truth.astype(np.int16))
-        write_text(out / f"{cid}.alignment.json", json.dumps(record, indent=1))
-        clips.append(SpeechClip(cid, speaker, "pocketsphinx-testdata", "forced-alignment",
-                                " ".join(words), fps, len(truth), f"{cid}.wav",
-                                f"{cid}.visemes.npy", f"{cid}.alignment.json"))
+        clips.append(write_speech_clip(out, cid, audio, truth, record, speaker,
+                                       "pocketsphinx-testdata", "forced-alignment",
+                                       " ".join(words), fps))
     write_speech_manifest(out, clips)
     report = {"utterances": len(clips), "frames": sum(c.frame_count for c in clips),
               "seconds": sum(c.frame_count for c in clips) / fps,

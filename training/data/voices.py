@@ -10,19 +10,17 @@ skipped, as in the Festival set.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from training.atomic import atomic_path, write_text
 from training.config import SynthConfig
 from training.data.alignment import frame_visemes
 from training.data.festival import held_out_sentence
-from training.data.media import SAMPLE_RATE, write_wav
-from training.data.realspeech import SpeechClip, frame_count, write_speech_manifest
+from training.data.media import SAMPLE_RATE
+from training.data.realspeech import frame_count, write_speech_clip, write_speech_manifest
 from training.data.speech import synthesize
 
 LEAD_S = (0.1, 0.4)
@@ -48,15 +46,10 @@ def build_espeak(out: Path, utterances: int, seed: int = 0, fps: int = 25) -> di
                                 np.zeros(tail, np.float32)])
         phones = shift_segments(spoken.phones, lead / SAMPLE_RATE)
         truth = frame_visemes(phones, frame_count(audio, fps), fps)
-        cid = f"espeak-{i:05d}"
-        write_wav(out / f"{cid}.wav", audio)
-        with atomic_path(out / f"{cid}.visemes.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, truth)
-        write_text(out / f"{cid}.alignment.json",
-                   json.dumps({"text": text, "voice": asdict(voice),
-                               "phones": [p.to_dict() for p in phones]}))
-        clips.append(SpeechClip(cid, f"{voice.base}+{voice.variant}", "espeak-ng", "exact", text,
-                                fps, len(truth), f"{cid}.wav", f"{cid}.visemes.npy",
-                                f"{cid}.alignment.json"))
+        alignment = {"text": text, "voice": asdict(voice),
+                     "phones": [p.to_dict() for p in phones]}
+        clips.append(write_speech_clip(out, f"espeak-{i:05d}", audio, truth, alignment,
+                                       f"{voice.base}+{voice.variant}", "espeak-ng", "exact",
+                                       text, fps))
     write_speech_manifest(out, clips)
     return {"utterances": len(clips), "seconds": sum(c.frame_count for c in clips) / fps}

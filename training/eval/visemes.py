@@ -27,9 +27,9 @@ from edge_runtime.audio.features import SAMPLE_RATE, log_mel
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.pipeline import CHUNK_S
-from edge_runtime.visemes.fusion import FusedRecognizer
+from edge_runtime.visemes.fusion import FusedRecognizer, fuse
 from edge_runtime.visemes.sphinx import DEFAULT_LOOKAHEAD, PocketsphinxRecognizer
-from edge_runtime.visemes.stream import LearnedRecognizer, VisemeStream
+from edge_runtime.visemes.stream import LearnedRecognizer, VisemeEvent, VisemeStream
 from edge_runtime.visemes.vocabulary import SIL, VISEMES
 from training.atomic import write_text
 from training.data.manifest import Manifest
@@ -102,15 +102,23 @@ def _whole_utterance(make, audio: np.ndarray, frames: int, mel_config) -> np.nda
     return np.array([recognizer.decide(mel, f)[0] for f in range(frames)])
 
 
-def _stream(make, audio: np.ndarray, fps: int, push_ms: list[float]) -> tuple[np.ndarray, float]:
-    stream = VisemeStream(make(), fps)
+def _stream_events(recognizer, audio: np.ndarray, fps: int, push_ms: list[float]
+                   ) -> tuple[list[VisemeEvent], float]:
+    """The device's path: ``audio`` pushed in CHUNK_S chunks -> (every frame's event, the
+    stream's sound-to-viseme latency); each push's time is appended to ``push_ms``."""
+    stream = VisemeStream(recognizer, fps)
     events, chunk = [], int(CHUNK_S * SAMPLE_RATE)
     for start in range(0, len(audio), chunk):
         began = time.perf_counter()
         events += stream.push(audio[start:start + chunk])
         push_ms.append(1000 * (time.perf_counter() - began))
     events += stream.finish()
-    return np.array([e.token for e in events]), stream.latency_s
+    return events, stream.latency_s
+
+
+def _stream(make, audio: np.ndarray, fps: int, push_ms: list[float]) -> tuple[np.ndarray, float]:
+    events, latency = _stream_events(make(), audio, fps, push_ms)
+    return np.array([e.token for e in events]), latency
 
 
 def _within_one(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -194,10 +202,8 @@ class _Recording(FusedRecognizer):
         self.frames: dict[int, tuple[np.ndarray, int]] = {}
 
     def decide(self, mel: np.ndarray, frame: int, mel_start: int = 0) -> tuple[int, float]:
-        log_probs = self.learned.log_probs(mel, frame, mel_start)
-        heard = self.sphinx.decide(mel, frame, mel_start)[0]
-        self.frames[frame] = (log_probs, heard)
-        return heard, 1.0
+        self.frames[frame] = self.evidence(mel, frame, mel_start)
+        return self.frames[frame][1], 1.0
 
 
 def fusion_curve(bundle, root, sets: list[EvalSet], weights: tuple[float, ...] = FUSION_WEIGHTS
@@ -211,20 +217,13 @@ def fusion_curve(bundle, root, sets: list[EvalSet], weights: tuple[float, ...] =
         for _, audio, truth in eval_set.clips:
             probe = _Recording(LearnedRecognizer(session, bundle.recognizer, bundle.audio),
                                PocketsphinxRecognizer(bundle.fps), 0.0)
-            stream = VisemeStream(probe, bundle.fps)
-            events, chunk = [], int(CHUNK_S * SAMPLE_RATE)
-            for start in range(0, len(audio), chunk):
-                events += stream.push(audio[start:start + chunk])
-            events += stream.finish()
+            events, _ = _stream_events(probe, audio, bundle.fps, [])
             for event in events[:len(truth)]:
                 if event.frame not in probe.frames or event.state not in ("speech", "hold"):
                     correct += int(event.token == truth[event.frame])
                     continue
                 log_probs, heard = probe.frames[event.frame]
-                for k, weight in enumerate(weights):
-                    score = log_probs.copy()
-                    score[heard] += weight
-                    correct[k] += int(score.argmax() == truth[event.frame])
+                correct += [fuse(log_probs, heard, w) == truth[event.frame] for w in weights]
             total += min(len(events), len(truth))
     return {w: float(c / max(total, 1)) for w, c in zip(weights, correct)}
 
