@@ -290,3 +290,36 @@ def test_export_unrolls_only_the_step_counts_asked_for(tiny_student, tiny_datase
     assert sampler_macs(bundle, 4) == 4 * bundle.graph("onnx-fp32", "step").macs
     assert {c.sampler for c in candidates(bundle, [1], 4)} == {"step"}
     assert {c.sampler for c in candidates(bundle, [1], 2)} == {"step", "unrolled"}
+
+
+def test_each_graph_keeps_the_simplifier_that_leaves_fewer_nodes(tmp_path):
+    """A graph with foldable parameter and shape arithmetic: the export keeps the smaller of
+    onnxsim's and onnxslim's results (onnxsim's on a tie, as here), which still computes
+    what torch does."""
+    import onnx
+
+    from export.graphs import GraphDef
+    from export.onnx_export import SIMPLIFIERS, export_raw, run_onnx, simplest, simplified
+
+    class Foldable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+            self.scale = torch.nn.Parameter(torch.rand(8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x) * (self.scale * 2.0 + 1.0).view(1, -1, 1, 1)
+            return y.reshape(x.shape[0], -1, x.shape[2] * x.shape[3]).mean(-1)
+
+    module, x = Foldable().eval(), torch.randn(1, 4, 16, 16)
+    raw = export_raw(GraphDef("foldable", module, {"x": x}, ("y",)))
+    results = {s: simplified(raw, s) for s in SIMPLIFIERS}
+    fewest = min(len(m.graph.node) for m in results.values())
+    preferred = next(s for s in SIMPLIFIERS if len(results[s].graph.node) == fewest)
+    kept = simplest(raw, "foldable")
+    assert fewest < len(raw.graph.node)
+    assert kept.SerializeToString() == results[preferred].SerializeToString()
+    onnx.save_model(kept, str(tmp_path / "foldable.onnx"))
+    got = run_onnx(tmp_path / "foldable.onnx", {"x": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(x).numpy(), atol=1e-5)
