@@ -8,10 +8,11 @@ PY     := $(VENV)/bin/python
 DEMO   ?= data/demo
 
 RUNS   ?= runs/demo
+MODELS ?= models/demo
 TSD    := $(VENV)/bin/tsd
 
 .PHONY: demo data data-real voices test bench clean train-demo train-visemes test-tools \
-  arm64-check
+  arm64-check models bundle eval
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -88,14 +89,32 @@ train-demo: $(VENV)/.installed voices
 	$(TSD) train student --config configs/demo/student-motion.yaml --data $(DEMO) --out $(RUNS)/student
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
-	$(TSD) eval --student $(RUNS)/student/final.pt --data $(DEMO) --out $(RUNS)/eval \
-	  --sync $(RUNS)/sync/final.pt --lipread $(RUNS)/lipread/final.pt --ae $(RUNS)/decoder/final.pt
-	$(TSD) export --student $(RUNS)/student/final.pt --visemes $(RUNS)/visemes/final.pt \
-	  --ae $(RUNS)/decoder/final.pt --data $(DEMO) --out bundles/demo --unrolled
-	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
+	$(MAKE) models bundle eval
+
+# The finished runs' weights into the repository (models/demo, about 30 MB, float16).
+models: $(VENV)/.installed
+	$(TSD) models pack --runs $(RUNS) --out $(MODELS)
+
+# bundles/demo re-exported from the committed models (a fresh clone needs nothing else: the
+# dataset and the speech sets are generated): every graph parity-checked, the recogniser's
+# pocketsphinx weight measured, the variants' quality and the int8 plan in bundle.yaml.
+bundle: $(VENV)/.installed voices $(DEMO)/manifest.jsonl
+	$(TSD) models check $(MODELS)
+	$(TSD) export --student $(MODELS)/student.pt --visemes $(MODELS)/visemes.pt \
+	  --ae $(MODELS)/decoder.pt --data $(DEMO) --out bundles/demo --unrolled
+	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(MODELS)/visemes.pt \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
-	  --lipread $(RUNS)/lipread/final.pt
+	  --lipread $(MODELS)/lipread.pt
+
+# The README's quality table (docs/demo_eval) from the committed models.
+eval: $(VENV)/.installed $(DEMO)/manifest.jsonl
+	$(TSD) models check $(MODELS)
+	$(TSD) eval --student $(MODELS)/student.pt --data $(DEMO) --out docs/demo_eval \
+	  --sync $(MODELS)/sync.pt --lipread $(MODELS)/lipread.pt --ae $(MODELS)/decoder.pt
+
+$(DEMO)/manifest.jsonl: | $(VENV)/.installed
+	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 
 # The viseme recogniser for real voices (about 40 minutes on 2 cores; resumes), put into the
 # demo bundle with its measured pocketsphinx weight.

@@ -143,6 +143,27 @@ def _calibrate(args: argparse.Namespace) -> None:
               f"{row['latent_mse']:.5f} (uniform {row['uniform_latent_mse']:.5f})")
 
 
+def _models_pack(args: argparse.Namespace) -> None:
+    from training.models.packing import pack
+
+    runs = Path(args.runs)
+    stages = args.stage or sorted(p.parent.name for p in runs.glob("*/final.pt"))
+    if not stages:
+        raise UserError(f"{runs}: no run with a final.pt")
+    rows = pack({stage: runs / stage / "final.pt" for stage in stages}, Path(args.out))
+    for stage, row in rows.items():
+        print(f"{Path(args.out) / row['file']}: {stage}, step {row['step']}, "
+              f"{row['bytes'] / 1e6:.1f} MB")
+    print(f"{sum(r['bytes'] for r in rows.values()) / 1e6:.1f} MB in all")
+
+
+def _models_check(args: argparse.Namespace) -> None:
+    from training.models.packing import check
+
+    rows = check(Path(args.folder))
+    print(f"{args.folder}: {len(rows)} models match their sha256 ({', '.join(rows)})")
+
+
 def _eval_texture(args: argparse.Namespace) -> None:
     from training.eval.texture import texture_report, write_reports
 
@@ -308,6 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at", type=_positive,
                        help="stop after this step (the schedule still spans the full run)")
     train.set_defaults(func=_train)
+
+    models = groups.add_parser("models", help="the finished runs' weights in the repository")
+    model_cmds = models.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       help="what to do")
+    pack = model_cmds.add_parser(
+        "pack", help="compact copies of finished runs' final.pt",
+        description="Writes OUT/<stage>.pt for every RUNS/<stage>/final.pt (float16 weight "
+                    "matrices and kernels, references between runs rewritten to the packed "
+                    "files; read by the same loaders as final.pt) and OUT/models.yaml with "
+                    "their sha256.")
+    pack.add_argument("--runs", required=True,
+                      help="folder with one run per stage (RUNS/<stage>/final.pt)")
+    pack.add_argument("--out", required=True, help="folder for the packed models")
+    pack.add_argument("--stage", action="append", metavar="NAME",
+                      help="repeatable: only these stages (default: every run with a final.pt)")
+    pack.set_defaults(func=_models_pack)
+    verify = model_cmds.add_parser(
+        "check", help="verify packed models against their manifest",
+        description="Checks every file listed in DIR/models.yaml against its sha256.")
+    verify.add_argument("folder", metavar="DIR", help="folder written by tsd models pack")
+    verify.set_defaults(func=_models_check)
 
     calibrate = groups.add_parser("calibrate", help="calibration procedures")
     procedures = calibrate.add_subparsers(dest="procedure", required=True, metavar="PROCEDURE",

@@ -1,0 +1,96 @@
+"""tsd models pack / check (training.models.packing): the tiny runs packed as the demo's are,
+loaded by the usual loaders, exported to a bundle that matches the one from final.pt, and a
+changed file refused with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from calibration.schedules import load_student
+from edge_runtime.backends import open_graph
+from edge_runtime.bundle import load_bundle
+from training.cli import main as tsd
+from training.models.loading import load_frozen
+from training.models.packing import MANIFEST
+
+
+@pytest.fixture(scope="module")
+def packed(tiny_ae, tiny_idenc, tiny_teacher, tiny_student, tiny_visemes, tmp_path_factory
+           ) -> Path:
+    """The tiny runs laid out as runs/demo is, then packed with the CLI."""
+    runs = tmp_path_factory.mktemp("runs")
+    for stage, final in {"ae": tiny_ae, "idenc": tiny_idenc, "teacher": tiny_teacher,
+                         "student": tiny_student, "visemes": tiny_visemes}.items():
+        (runs / stage).mkdir()
+        (runs / stage / "final.pt").symlink_to(final)
+    out = tmp_path_factory.mktemp("models")
+    assert tsd(["models", "pack", "--runs", str(runs), "--out", str(out)]) == 0
+    return out
+
+
+def test_packed_weights_are_half_precision_and_smaller(packed, tiny_student):
+    state = torch.load(packed / "student.pt", map_location="cpu", weights_only=False)
+    tensors = [v for v in state["model"].values() if v.is_floating_point()]
+    assert all(v.dtype == (torch.float16 if v.dim() >= 2 else torch.float32) for v in tensors)
+    assert any(v.dtype == torch.float16 for v in tensors)
+    assert (packed / "student.pt").stat().st_size < 0.7 * tiny_student.stat().st_size
+    rows = yaml.safe_load((packed / MANIFEST).read_text())["models"]
+    assert sorted(rows) == ["ae", "idenc", "student", "teacher", "visemes"]
+
+
+def test_the_usual_loaders_read_them_and_a_student_names_its_packed_models(packed,
+                                                                           tiny_student):
+    state, config, student = load_student(packed / "student.pt")
+    assert (config.teacher, config.autoencoder, config.identity_encoder) == tuple(
+        str(packed / f"{s}.pt") for s in ("teacher", "ae", "idenc"))
+    original_state = torch.load(tiny_student, map_location="cpu", weights_only=False)
+    assert state.get("schedules") == original_state.get("schedules")
+    _, _, original = load_student(tiny_student)
+    for name, value in original.state_dict().items():
+        packed_value = student.state_dict()[name]
+        assert packed_value.dtype == value.dtype
+        torch.testing.assert_close(packed_value, value, rtol=1e-3, atol=1e-4)
+    load_frozen(config.teacher, "teacher")
+    load_frozen(packed / "visemes.pt", "viseme recognizer")
+
+
+def test_a_bundle_from_the_packed_models_matches_the_one_from_final_pt(
+        packed, tiny_student, tiny_visemes, tiny_dataset, tmp_path):
+    from export.bundle import export_bundle
+    from training.data.manifest import read_manifest
+
+    manifest = read_manifest(tiny_dataset)
+    bundles = {}
+    for name, student, visemes in (("final", tiny_student, tiny_visemes),
+                                   ("packed", packed / "student.pt", packed / "visemes.pt")):
+        export_bundle(student, manifest, tmp_path / name, variants=("onnx-fp32",),
+                      calibration_clips=1, frames_per_clip=2, visemes_path=visemes,
+                      unrolled=(), face_graphs=False)
+        bundles[name] = load_bundle(tmp_path / name)
+    rng = np.random.default_rng(0)
+    spec = bundles["final"][0].variants["onnx-fp32"]["decoder"].inputs[0]
+    latent = rng.standard_normal(spec.shape).astype(np.float32)
+    frames = [open_graph(b, root, "onnx-fp32", "decoder", threads=1).run({spec.name: latent})[0]
+              for b, root in bundles.values()]
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() <= 1
+
+
+def test_a_changed_model_is_refused_with_one_line(packed, tmp_path, capsys):
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in packed.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert tsd(["models", "check", str(copy)]) == 0
+    with (copy / "teacher.pt").open("ab") as f:
+        f.write(b"\0")
+    assert tsd(["models", "check", str(copy)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tsd: error: {copy / 'teacher.pt'}: sha256 differs from {copy / MANIFEST}"]
+    assert tsd(["models", "pack", "--runs", str(tmp_path / "none"), "--out",
+                str(tmp_path / "x")]) != 0
+    assert capsys.readouterr().err.strip().endswith("no run with a final.pt")
