@@ -91,7 +91,7 @@ train-demo: $(VENV)/.installed voices
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
 	$(MAKE) models bundle eval
 
-# The finished runs' weights into the repository (models/demo, about 30 MB, float16).
+# The finished runs' weights into the repository (models/demo, float16: about 20 MB).
 models: $(VENV)/.installed
 	$(TSD) models pack --runs $(RUNS) --out $(MODELS)
 

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle import Bundle, load_bundle
 from export.bundle import OUTPUTS
 from export.graphs import DecoderGraph, GraphDef, ReferenceGraph, StepGraph
 from export.onnx_export import export_raw, simplified
@@ -53,10 +53,9 @@ def modules() -> dict[str, torch.nn.Module]:
             "decoder": DecoderGraph(decoder), "visemes": visemes}
 
 
-def example_inputs(name: str) -> dict[str, np.ndarray]:
-    """Random inputs with the committed bundle's shapes and dtypes for graph ``name`` (the
-    recogniser's window from its config, which may be newer than the bundle's)."""
-    bundle, _ = load_bundle(ROOT / "bundles" / "demo")
+def example_inputs(name: str, bundle: Bundle) -> dict[str, np.ndarray]:
+    """Random inputs with ``bundle``'s shapes and dtypes for graph ``name`` (the recogniser's
+    window from its config, which may be newer than the bundle's)."""
     rng = np.random.default_rng(0)
     if name == "visemes":
         window = load_config(CONFIGS / "visemes.yaml", VisemeRunConfig).model.window
@@ -97,8 +96,9 @@ def main() -> None:
     print("| graph | nodes: exported / onnxsim / onnxslim / onnxsim+onnxslim | "
           "ms: exported / onnxsim / onnxslim / onnxsim+onnxslim |")
     print("|---|---|---|")
+    bundle, _ = load_bundle(ROOT / "bundles" / "demo")
     for name, module in modules().items():
-        inputs = example_inputs(name)
+        inputs = example_inputs(name, bundle)
         graph = GraphDef(name, module, {k: torch.from_numpy(v) for k, v in inputs.items()},
                          OUTPUTS[name])
         raw = export_raw(graph)

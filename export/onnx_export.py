@@ -63,7 +63,7 @@ def simplest(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """The SIMPLIFIERS' result with the fewest nodes."""
     results = {s: simplified(model, s) for s in SIMPLIFIERS}
     counts = {s: len(m.graph.node) for s, m in results.items()}
-    chosen = min(SIMPLIFIERS, key=lambda s: (counts[s], SIMPLIFIERS.index(s)))
+    chosen = min(SIMPLIFIERS, key=counts.get)  # the first of equals: the preferred
     log.info("%s: %d nodes exported, %s; kept %s", name, len(model.graph.node),
              ", ".join(f"{s} {n}" for s, n in counts.items()), chosen)
     return results[chosen]
