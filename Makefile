@@ -6,6 +6,9 @@ VENV   ?= .venv
 PIP    := $(VENV)/bin/pip
 PY     := $(VENV)/bin/python
 DEMO   ?= data/demo
+REAL   ?= data/real
+# The demo models train on both sets (tsd data merge: a manifest that points into them).
+MIX    ?= data/mix
 
 RUNS   ?= runs/demo
 MODELS ?= models/demo
@@ -45,7 +48,7 @@ data: $(VENV)/.installed
 # Real-texture talking clips from the photos and videos packages ship (with their
 # PROVENANCE.md and contact sheet; Festival's voices from make test-tools).
 data-real: $(VENV)/.installed
-	$(TSD) data real --config configs/data/real-demo.yaml --out data/real
+	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 
 # Training speech for the viseme recogniser: Festival's three voices and espeak-ng's voices
 # with exact phone times (Festival's voices from make test-tools).
@@ -77,18 +80,20 @@ test: $(VENV)/.installed test-tools
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run.
-train-demo: $(VENV)/.installed voices
+train-demo: $(VENV)/.installed voices test-tools
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
+	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
+	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
 	for t in ae idenc sync teacher student lipread; do \
-	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(DEMO) --out $(RUNS)/$$t || exit 1; \
+	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(MIX) --out $(RUNS)/$$t || exit 1; \
 	done
-	$(TSD) train student --config configs/demo/student-leak.yaml --data $(DEMO) --out $(RUNS)/student
-	$(TSD) train student --config configs/demo/student-long.yaml --data $(DEMO) --out $(RUNS)/student
-	$(TSD) train student --config configs/demo/student-motion.yaml --data $(DEMO) --out $(RUNS)/student
-	$(TSD) train ae --config configs/demo/decoder.yaml --data $(DEMO) --out $(RUNS)/decoder
-	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(DEMO)
+	$(TSD) train student --config configs/demo/student-leak.yaml --data $(MIX) --out $(RUNS)/student
+	$(TSD) train student --config configs/demo/student-long.yaml --data $(MIX) --out $(RUNS)/student
+	$(TSD) train student --config configs/demo/student-motion.yaml --data $(MIX) --out $(RUNS)/student
+	$(TSD) train ae --config configs/demo/decoder.yaml --data $(MIX) --out $(RUNS)/decoder
+	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(MIX)
 	$(MAKE) models bundle eval
 
 # The finished runs' weights into the repository (models/demo, float16: about 20 MB).

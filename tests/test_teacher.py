@@ -49,6 +49,21 @@ def test_missing_autoencoder_is_a_one_line_error(tiny_dataset, tmp_path, capsys)
     assert code == 2 and "autoencoder checkpoint not found" in err and "Traceback" not in err
 
 
+def test_latent_channels_must_match_the_autoencoder(tiny_dataset, tiny_ae, tiny_idenc):
+    """A denoiser for another latent width than its autoencoder's is refused in one line."""
+    import pytest
+
+    from training.errors import UserError
+
+    config = tiny_config(tiny_ae, tiny_idenc)
+    channels = config.model.latent_channels
+    wrong = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                  latent_channels=channels + 4))
+    with pytest.raises(UserError, match=f"model.latent_channels is {channels + 4}, but the "
+                                        f"autoencoder .* has {channels} latent channels"):
+        TeacherTask(wrong, read_manifest(tiny_dataset))
+
+
 def test_sync_term_reaches_the_denoiser(tiny_dataset, tiny_ae, tiny_idenc, tiny_sync):
     """With loss.sync > 0 the frozen sync expert scores the decoded prediction and its
     gradient reaches the denoiser; a window shorter than the expert's is refused."""

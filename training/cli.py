@@ -105,6 +105,16 @@ def _preview(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from training.data.manifest import SPLITS
+    from training.data.merge import merge_datasets
+
+    clips = merge_datasets([Path(d) for d in args.data], Path(args.out))
+    print(f"{len(clips)} clips from {len(args.data)} datasets -> "
+          f"{Path(args.out) / 'manifest.jsonl'} (" + ", ".join(
+              f"{s} {sum(c.split == s for c in clips)}" for s in SPLITS) + ")")
+
+
 def _check(args: argparse.Namespace) -> None:
     from training.data.manifest import SPLITS, read_manifest
 
@@ -301,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     examples.add_argument("--out", required=True, help="folder for the examples")
     examples.add_argument("--speaker", help="test-split speaker (default: the first)")
     examples.set_defaults(func=_examples)
+
+    merge = cmds.add_parser(
+        "merge", help="one training set from several datasets (a manifest only)",
+        description="Writes OUT/manifest.jsonl listing every clip of every DATA, paths "
+                    "rewritten relative to OUT; no frames are copied, so the sources must "
+                    "stay where they are. Clip ids and speakers must not repeat across the "
+                    "sources; each clip keeps its split.")
+    merge.add_argument("data", nargs="+", help="dataset folders or manifest.jsonl files")
+    merge.add_argument("--out", required=True, help="output dataset folder")
+    merge.set_defaults(func=_merge)
 
     check = cmds.add_parser("check", help="validate a manifest and every file it names")
     check.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")

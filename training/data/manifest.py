@@ -39,6 +39,9 @@ SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.jsonl"
 FLOW_FIELDS = ("flow", "held_flow")
 """Optical-flow fields: both need flow_stride and have the same shape."""
+PATH_FIELDS = ("frames", "audio", "visemes", "mouth_boxes", "flow", "mouth_params", "head_pose",
+               "alignment", "held_frames", "held_mouth_boxes", "held_flow")
+"""Fields that name a file or folder, relative to the manifest's folder."""
 
 
 class ManifestError(UserError):
