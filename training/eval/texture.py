@@ -50,17 +50,19 @@ class TextureReport:
     """The round trip's mouth luma range over the recorded frames' (mean over clips each)."""
 
 
-def _luma(frames: np.ndarray) -> np.ndarray:
+def luma(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float64) @ (0.299, 0.587, 0.114)
 
 
-def _box(box: np.ndarray, size: int, share: float = 1.0) -> tuple[slice, slice]:
-    """Rows and columns of a mouth box [4] (its central ``share`` of the side), clipped."""
+def mouth_slices(box: np.ndarray, shape: tuple[int, int], share: float = 1.0
+                 ) -> tuple[slice, slice]:
+    """Rows and columns of a mouth box [4] (its central ``share`` of the side) in an image
+    of ``shape`` (height, width), clipped to it."""
     x0, y0, x1, y1 = box
     half = share * (x1 - x0) / 2
     centre = ((x0 + x1) / 2, (y0 + y1) / 2)
-    lo = [int(np.clip(round(c - half), 0, size - 1)) for c in centre]
-    hi = [int(np.clip(round(c + half), 1, size)) for c in centre]
+    lo = [int(np.clip(round(c - half), 0, n - 1)) for c, n in zip(centre, shape[::-1])]
+    hi = [int(np.clip(round(c + half), 1, n)) for c, n in zip(centre, shape[::-1])]
     return slice(lo[1], hi[1]), slice(lo[0], hi[0])
 
 
@@ -69,8 +71,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
-def _sharpness(image: np.ndarray) -> float:
-    return float(cv2.Laplacian(_luma(image), cv2.CV_64F).var())
+def sharpness(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(luma(image), cv2.CV_64F).var())
 
 
 class RoundTrip:
@@ -87,11 +89,10 @@ class RoundTrip:
         return self.decoder.run({self.decoder.inputs[0].name: latent})[0]
 
 
-def _darkness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def darkness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """[T] minus the mean luma of the inner half of each frame's mouth box."""
-    size = frames.shape[1]
-    return np.array([-frame[_box(box, size, 0.5)].mean()
-                     for frame, box in zip(_luma(frames), boxes)])
+    return np.array([-frame[mouth_slices(box, frames.shape[1:3], 0.5)].mean()
+                     for frame, box in zip(luma(frames), boxes)])
 
 
 def _clip_scores(manifest: Manifest, clip: ClipRecord, model: RoundTrip) -> dict:
@@ -100,15 +101,15 @@ def _clip_scores(manifest: Manifest, clip: ClipRecord, model: RoundTrip) -> dict
     recons = np.stack([model(frame) for frame in frames])
     out: dict = {"psnr": [], "mouth_psnr": [], "sharpness": []}
     for frame, recon, box in zip(frames, recons, boxes):
-        rows, cols = _box(box, clip.size)
+        rows, cols = mouth_slices(box, (clip.size, clip.size))
         out["psnr"].append(_psnr(recon, frame))
         out["mouth_psnr"].append(_psnr(recon[rows, cols], frame[rows, cols]))
-        out["sharpness"].append(_sharpness(recon[rows, cols])
-                                / max(_sharpness(frame[rows, cols]), 1e-6))
+        out["sharpness"].append(sharpness(recon[rows, cols])
+                                / max(sharpness(frame[rows, cols]), 1e-6))
     if clip.mouth_params and clip.held_frames and clip.held_mouth_boxes:
-        curves = {"held": _darkness(read_frames(manifest.resolve(clip.held_frames)),
+        curves = {"held": darkness(read_frames(manifest.resolve(clip.held_frames)),
                                     np.load(manifest.resolve(clip.held_mouth_boxes))),
-                  "truth": _darkness(frames, boxes), "round_trip": _darkness(recons, boxes)}
+                  "truth": darkness(frames, boxes), "round_trip": darkness(recons, boxes)}
         for name, curve in curves.items():
             out[f"{name}_swing"] = [float(np.ptp(curve))]
             out[name] = curve - curve.mean()  # faces differ in brightness
