@@ -235,3 +235,27 @@ def test_eval_photos_renders_the_held_out_photo(config, dataset, tiny_idenc, tmp
     assert -1 <= clip["identity_cosine"] <= 1 and clip["sharpness"] > 0
     assert len(report["bars"]) == 6
     assert cv2.imread(str(tmp_path / "photos.png")).shape[0] == 160  # one identity, one row
+
+
+def test_examples_from_a_real_set_are_the_speakers_own_photo(config, dataset, tmp_path):
+    """tsd data examples on a real-texture set: face.png is a portrait cut from the test
+    identity's source photo (its face found again by edge-run's set-up), speech.wav its
+    longest clip, PROVENANCE.md names the file, checksum and licence."""
+    import cv2
+
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.face.reference import prepare_reference
+    from training.data.examples import write_examples
+    from training.data.media import read_wav
+
+    out, records = dataset
+    speaker = next(r.speaker for r in records if r.split == "test")
+    face, speech, provenance = write_examples(read_manifest(out), tmp_path, speaker)
+    photo = cv2.imread(str(face))
+    assert photo.shape[1] <= 512 and abs(photo.shape[0] / photo.shape[1] - 1.25) < 0.01
+    source = next(s for s in config.sources if s.faces[0].identity == speaker)
+    text = provenance.read_text()
+    assert source.sha256[:12] in text and source.licence in text and source.member in text
+    clip = max((r for r in records if r.speaker == speaker), key=lambda r: r.frame_count)
+    assert np.array_equal(read_wav(speech)[0], read_wav(out / clip.audio)[0])
+    assert prepare_reference(face, *load_bundle(BUNDLE)).paste is not None
