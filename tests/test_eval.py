@@ -116,8 +116,10 @@ def test_eval_writes_the_full_report(tiny_dataset, tiny_student, tiny_sync, tiny
     for key in ("psnr", "psnr_held", "ssim", "mouth_psnr", "psnr_vs_ae", "temporal_l1",
                 "temporal_l1_outside_mouth", "flicker_std",
                 "warp_error", "identity_cosine", "lipread_accuracy", "lse_d", "lse_c",
-                "offset_accuracy", "ms_per_frame_host"):
+                "offset_accuracy", "ms_per_frame_host", "mouth_open_r"):
         assert key in methods["student_2"], key
+    # the cavity measure follows the mouth model's opening on the truth (the generator's own)
+    assert methods["ground_truth"]["mouth_open_r"] > 0.4
     # the autoencoder round trip is the ceiling of every generated clip
     assert methods["reconstruction"]["psnr_vs_ae"] > 90
     assert {(r["t"], r["method"]) for r in report["table1"]} == {

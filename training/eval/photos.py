@@ -47,7 +47,7 @@ from training.data.manifest import ClipRecord, Manifest
 from training.data.media import read_frames
 from training.data.realsources import locate
 from training.errors import UserError
-from training.eval.metrics import cosine, flicker_std, temporal_l1
+from training.eval.metrics import correlation, cosine, flicker_std, temporal_l1
 from training.eval.texture import darkness, mouth_slices, sharpness
 
 log = logging.getLogger(__name__)
@@ -173,10 +173,6 @@ def score_clip(frames: np.ndarray, photo: np.ndarray, geometry: Geometry,
     return scores, curve - curve.mean()
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 else float("nan")
-
-
 def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split: str,
                     clips_per_identity: int, identity: torch.nn.Module | None,
                     steps: int = 2, sheet: Path | None = None) -> PhotoReport:
@@ -217,9 +213,9 @@ def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split:
                 np.load(manifest.resolve(clip.mouth_params))[:n, 0])
             if clip is chosen[0]:
                 strips.append(_strip(frames[:n], geometry, openings[name][0]))
-    darkness_r = {name: _correlation(np.concatenate(curves[name]), np.concatenate(openings[name]))
+    darkness_r = {name: correlation(np.concatenate(curves[name]), np.concatenate(openings[name]))
                   for name in curves}
-    darkness_r["all"] = _correlation(np.concatenate([c for v in curves.values() for c in v]),
+    darkness_r["all"] = correlation(np.concatenate([c for v in curves.values() for c in v]),
                                      np.concatenate([o for v in openings.values() for o in v]))
     if sheet is not None and strips:
         sheet.parent.mkdir(parents=True, exist_ok=True)

@@ -156,6 +156,10 @@ def image_scores(models: EvalModels, images: torch.Tensor, clip: EvalClip,
     }
     if recon is not None:
         scores["psnr_vs_ae"] = metrics.psnr_db(images, recon)
+    if clip.mouth_open is not None:
+        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().movedim(1, -1).numpy()
+        scores["mouth_open_r"] = metrics.correlation(
+            metrics.mouth_opening(pixels, clip.mouth_boxes.numpy()), clip.mouth_open)
     if clip.held is not None:
         scores["psnr_held"] = metrics.psnr_db(images, clip.held)
     if models.lipread is not None:
@@ -383,7 +387,7 @@ def bars(report: dict) -> list[dict]:
 
 
 FRONTIER_METRICS = ("psnr", "psnr_held", "mouth_psnr", "psnr_vs_ae", "lipread_accuracy",
-                    "temporal_l1", "temporal_l1_outside_mouth", "flicker_std",
+                    "mouth_open_r", "temporal_l1", "temporal_l1_outside_mouth", "flicker_std",
                     "identity_cosine", "lse_d", "ms_per_frame_host")
 
 
