@@ -15,7 +15,7 @@ MODELS ?= models/demo
 TSD    := $(VENV)/bin/tsd
 
 .PHONY: demo data data-real voices test bench clean train-demo train-visemes test-tools \
-  arm64-check models bundle eval
+  arm64-check models bundle eval eval-real
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -94,19 +94,20 @@ train-demo: $(VENV)/.installed voices test-tools
 	$(TSD) train student --config configs/demo/student-motion.yaml --data $(MIX) --out $(RUNS)/student
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(MIX) --out $(RUNS)/decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(MIX)
-	$(MAKE) models bundle eval
+	$(MAKE) models bundle eval eval-real
 
 # The finished runs' weights into the repository (models/demo, float16: about 20 MB).
 models: $(VENV)/.installed
 	$(TSD) models pack --runs $(RUNS) --out $(MODELS)
 
 # bundles/demo re-exported from the committed models (a fresh clone needs nothing else: the
-# dataset and the speech sets are generated): every graph parity-checked, the recogniser's
-# pocketsphinx weight measured, the variants' quality and the int8 plan in bundle.yaml.
-bundle: $(VENV)/.installed voices $(DEMO)/manifest.jsonl
+# datasets and the speech sets are generated): every graph parity-checked and int8-calibrated
+# on the training mix, the recogniser's pocketsphinx weight measured, the variants' quality
+# and the int8 plan in bundle.yaml.
+bundle: $(VENV)/.installed voices $(MIX)/manifest.jsonl
 	$(TSD) models check $(MODELS)
 	$(TSD) export --student $(MODELS)/student.pt --visemes $(MODELS)/visemes.pt \
-	  --ae $(MODELS)/decoder.pt --data $(DEMO) --out bundles/demo --unrolled
+	  --ae $(MODELS)/decoder.pt --data $(MIX) --out bundles/demo --unrolled
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(MODELS)/visemes.pt \
 	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
@@ -118,8 +119,21 @@ eval: $(VENV)/.installed $(DEMO)/manifest.jsonl
 	$(TSD) eval --student $(MODELS)/student.pt --data $(DEMO) --out docs/demo_eval \
 	  --sync $(MODELS)/sync.pt --lipread $(MODELS)/lipread.pt --ae $(MODELS)/decoder.pt
 
+# The held-out real people: tsd eval on the real-texture test split and their own photos
+# through edge-run (docs/demo_eval/real, docs/demo_eval/photos).
+eval-real: $(VENV)/.installed $(REAL)/manifest.jsonl
+	$(TSD) models check $(MODELS)
+	$(TSD) eval --student $(MODELS)/student.pt --data $(REAL) --out docs/demo_eval/real \
+	  --sync $(MODELS)/sync.pt --lipread $(MODELS)/lipread.pt --ae $(MODELS)/decoder.pt
+	$(TSD) eval-photos --bundle bundles/demo --data $(REAL) --idenc $(MODELS)/idenc.pt \
+	  --out docs/demo_eval/photos
+
 $(DEMO)/manifest.jsonl: | $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
+$(REAL)/manifest.jsonl: | $(VENV)/.installed test-tools
+	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
+$(MIX)/manifest.jsonl: $(DEMO)/manifest.jsonl $(REAL)/manifest.jsonl
+	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 
 # The viseme recogniser for real voices (about 40 minutes on 2 cores; resumes), put into the
 # demo bundle with its measured pocketsphinx weight.
