@@ -48,7 +48,8 @@ from edge_runtime.hybrid.wire import (
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "bundles" / "demo"
 KEY = b"0123456789abcdef-shared"
-SHAPE = (4, 16, 16)
+LATENT = load_bundle(DEMO)[0].latent
+SHAPE = (LATENT.channels, LATENT.size, LATENT.size)
 FPS = 25
 BUNDLE_SHA = bytes.fromhex(sha256_file(DEMO / BUNDLE_FILE))
 

@@ -1,4 +1,4 @@
-"""E2 transport: one wire-v2 FRAME (a 4x16x16 fp16 latent with its HMAC, 2.1 KB) from a
+"""E2 transport: one wire-v2 FRAME (the demo bundle's fp16 latent with its HMAC) from a
 sender to a receiver thread over 127.0.0.1, by the project's TCP framing
 (edge_runtime.hybrid.wire.MessageReader) and by ZeroMQ (pyzmq DEALER -> ROUTER, the pattern
 that would replace it). Each round sends one message and waits until the receiver thread
@@ -12,14 +12,18 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge_runtime.bundle import load_bundle
 from edge_runtime.hybrid.wire import Frame, MessageReader, decode, encode
 
 KEY = b"0123456789abcdef-bench"
-MESSAGE = encode(Frame(1, 0, 0, np.zeros((4, 16, 16), np.float16)), KEY)
+LATENT = load_bundle(Path(__file__).resolve().parents[2] / "bundles" / "demo")[0].latent
+MESSAGE = encode(Frame(1, 0, 0, np.zeros((LATENT.channels, LATENT.size, LATENT.size),
+                                         np.float16)), KEY)
 
 
 class Echo:

@@ -197,7 +197,8 @@ def test_generate(benchmark, bench_bundle, backend, precision, threads, steps, s
 @pytest.mark.parametrize("threads", THREADS)
 def test_decoder(benchmark, bench_bundle, backend, precision, threads):
     renderer = _renderer(bench_bundle, 2, backend, precision, threads)
-    latent = np.zeros((1, 4, 16, 16), np.float32)
+    spec = renderer.bundle.latent
+    latent = np.zeros((1, spec.channels, spec.size, spec.size), np.float32)
     benchmark(renderer.decode, latent)
     _info(benchmark, bench_bundle, "decoder", stage="decoder", backend=backend,
           precision=precision, threads=threads)
@@ -237,14 +238,21 @@ def test_onnx_io_binding(benchmark, bench_bundle, precision, threads, graph, cal
           precision=precision, threads=threads)
 
 
-def test_wire_encoding(benchmark):
-    latent = np.random.default_rng(0).standard_normal((4, 16, 16)).astype(np.float16)
+def _latent(bundle_dir: Path) -> np.ndarray:
+    """A random fp16 latent [C, h, w] of the bundle's shape, as the wire carries it."""
+    spec = load_bundle(bundle_dir)[0].latent
+    shape = (spec.channels, spec.size, spec.size)
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float16)
+
+
+def test_wire_encoding(benchmark, bench_bundle):
+    latent = _latent(bench_bundle)
     benchmark(lambda: encode(Frame(1, 1, 0, latent), b"0123456789abcdef"))
     benchmark.extra_info["stage"] = "hybrid message (fp16 + HMAC)"
 
 
-def test_wire_decoding(benchmark):
-    latent = np.random.default_rng(0).standard_normal((4, 16, 16)).astype(np.float16)
+def test_wire_decoding(benchmark, bench_bundle):
+    latent = _latent(bench_bundle)
     key = b"0123456789abcdef"
     data = encode(Frame(1, 1, 0, latent), key)
     benchmark(decode, data[PREFIX.size:], key)
