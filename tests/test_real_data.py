@@ -235,6 +235,11 @@ def test_eval_photos_renders_the_held_out_photo(config, dataset, tiny_idenc, tmp
     assert -1 <= clip["identity_cosine"] <= 1 and clip["sharpness"] > 0
     assert len(report["bars"]) == 6
     assert cv2.imread(str(tmp_path / "photos.png")).shape[0] == 160  # one identity, one row
+    # driven by no visemes at all (--visemes none: the resting mouth), the mouth stays put
+    assert main(["eval-photos", "--bundle", str(BUNDLE), "--data", str(out), "--config",
+                 CONFIG, "--clips", "1", "--visemes", "none", "--out", str(tmp_path / "rest")]) == 0
+    rest = json.loads((tmp_path / "rest" / "photos.json").read_text())["clips"][0]
+    assert rest["swing"] < 0.5 * clip["swing"]
 
 
 def test_examples_from_a_real_set_are_the_speakers_own_photo(config, dataset, tmp_path):

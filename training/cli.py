@@ -191,7 +191,7 @@ def _eval_photos(args: argparse.Namespace) -> None:
     out = Path(args.out)
     report = evaluate_photos(Path(args.bundle), read_manifest(args.data),
                              load_config(args.config, RealConfig), args.split, args.clips,
-                             identity, args.steps, out / "photos.png")
+                             identity, args.steps, out / "photos.png", args.visemes)
     print(write_report(report, out), end="")
 
 
@@ -576,6 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     photos.add_argument("--clips", type=_positive, default=2, help="clips per identity")
     photos.add_argument("--steps", type=int, choices=[1, 2, 4, 8], default=2,
                         help="student steps per frame")
+    photos.add_argument("--visemes", help="drive the mouth with an edge-run --visemes source "
+                                          "(e.g. auto, model) instead of the clips' true "
+                                          "visemes; the opening scored against stays the "
+                                          "truth's")
     photos.add_argument("--idenc", help="identity encoder final.pt for the identity cosine "
                                         "(left out without it)")
     photos.add_argument("--out", required=True, help="folder for the report")

@@ -3,7 +3,8 @@ paste-back on, speaking its real-texture test clips, scored as a user would see 
 
 The runtime renders each clip from the photo as ``edge-run`` does (its own set-up: face
 alignment, paste-back, the offline pipeline), driven by the clip's true visemes so the
-score is the renderer's, not the recogniser's. In the photo-framed output, the mouth box is
+score is the renderer's, not the recogniser's (or by a recogniser, to score what a user
+gets: the opening is still the truth's). In the photo-framed output, the mouth box is
 the one the training sets use (centred on the mouth, half side MOUTH_HALF x the eye
 distance), found by the bundle's own face graphs on the photo:
 
@@ -112,12 +113,14 @@ class _Frames:
 
 
 def render(bundle: Path, photo: Path, face: int, clip: ClipRecord, manifest: Manifest,
-           steps: int) -> np.ndarray:
-    """[T, H, W, 3] uint8: edge-run's photo-framed frames for the clip's audio and true
-    visemes (its own set-up and pipeline, offline), before any sink marks them."""
+           steps: int, visemes: str | None = None) -> np.ndarray:
+    """[T, H, W, 3] uint8: edge-run's photo-framed frames for the clip's audio (its own
+    set-up and pipeline, offline), before any sink marks them. ``visemes``: an edge-run
+    ``--visemes`` source; None: the clip's true visemes."""
+    source = visemes or f"file:{manifest.resolve(clip.visemes)}"
     settings = EdgeSettings(bundle=str(bundle), audio=str(manifest.resolve(clip.audio)),
                             reference=str(photo), face=face, offline=True, steps=steps,
-                            visemes=f"file:{manifest.resolve(clip.visemes)}", sink="null")
+                            visemes=source, sink="null")
     try:
         prepared = prepare(settings, Notifier(environ={}))
     except (ValueError, OSError) as exc:
@@ -175,7 +178,8 @@ def score_clip(frames: np.ndarray, photo: np.ndarray, geometry: Geometry,
 
 def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split: str,
                     clips_per_identity: int, identity: torch.nn.Module | None,
-                    steps: int = 2, sheet: Path | None = None) -> PhotoReport:
+                    steps: int = 2, sheet: Path | None = None, visemes: str | None = None
+                    ) -> PhotoReport:
     loaded, root = load_bundle(bundle)
     if loaded.face is None:
         raise UserError(f"{bundle}: the bundle has no face graphs; paste-back needs them")
@@ -196,7 +200,8 @@ def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split:
         chosen = sorted((c for c in clips if c.speaker == name),
                         key=lambda c: c.id)[:clips_per_identity]
         for clip in chosen:
-            frames = render(bundle, paths[source], face_number, clip, manifest, steps)
+            frames = render(bundle, paths[source], face_number, clip, manifest, steps,
+                            visemes)
             photo = shrink(read_photo(paths[source]), max(frames.shape[1:3]))
             if photo.shape != frames.shape[1:]:
                 raise UserError(f"{paths[source]}: edge-run's frames are {frames.shape[1:3]}, "
