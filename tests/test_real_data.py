@@ -199,7 +199,7 @@ def test_photo_scores_read_the_mouth_where_it_is(config):
     from training.eval.texture import mouth_slices
 
     photo, bundle, face = _portrait(config)
-    geometry = locate_face(photo, face, bundle.face.template, bundle.resolution)
+    geometry = locate_face(face, bundle.face.template, bundle.resolution)
     opening = 0.5 + 0.5 * np.sin(np.linspace(0, 6 * np.pi, 60))
     rows, cols = mouth_slices(geometry.box, photo.shape[:2], 0.5)
     frames = np.repeat(photo[None], len(opening), axis=0).astype(np.float64)

@@ -31,12 +31,18 @@ the synthetic faces' mouth boxes (training.data.synth.mouth_box) over the demo d
 (0.83, standard deviation 0.05 across clips)."""
 
 
+def mouth_box(points: np.ndarray) -> np.ndarray:
+    """The mouth box [4] (x0, y0, x1, y1) of POINTS [3, 2] (right eye, left eye, mouth):
+    a square centred on the mouth, half side MOUTH_HALF x the eye distance."""
+    right, left, mouth = np.asarray(points, np.float64)
+    half = MOUTH_HALF * float(np.linalg.norm(left - right))
+    return np.array([*(mouth - half), *(mouth + half)], np.float32)
+
+
 def template_mouth_box(template: tuple[tuple[float, float], ...], size: int) -> np.ndarray:
     """The mouth box [4] (x0, y0, x1, y1 pixels) of a size x size crop aligned to
     ``template``: centred on its mouth point."""
-    right, left, mouth = np.asarray(template, np.float64) * size
-    half = MOUTH_HALF * float(np.linalg.norm(left - right))
-    return np.array([*(mouth - half), *(mouth + half)], np.float32)
+    return mouth_box(np.asarray(template, np.float64) * size)
 
 
 @dataclass(frozen=True)

