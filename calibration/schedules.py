@@ -66,8 +66,8 @@ def calibrate(path: Path, manifest: Manifest, steps: tuple[int, ...] = (1, 2, 4,
               batches: int = 4, batch_size: int = 8, seed: int = 0) -> dict[int, dict]:
     """Search each step count's schedule; write them into the checkpoint -> the report."""
     state, config, model = load_student(path)
-    latents = LatentTask(config.autoencoder, config.identity_encoder, config.window, manifest,
-                         seed, 2)
+    latents = LatentTask(config.autoencoder, config.identity_encoder, config.model.latent_channels,
+                         config.window, manifest, seed, 2)
     loader = DataLoader(latents.val_set, batch_size=batch_size, shuffle=False)
     fixed = [b for _, b in zip(range(batches), loader)]
     conds = [latents.condition(b) for b in fixed]  # encode once, sample many times

@@ -27,17 +27,17 @@ from training.tasks.sync import sync_feature_gap, sync_loss
 
 
 class LatentTask:
-    """Holds the frozen autoencoder and identity encoder and the datasets; the subclass sets
-    ``self.model`` first, so its latent channels can be checked against the autoencoder's."""
+    """Holds the frozen autoencoder and identity encoder and the datasets; ``latent_channels``
+    is the denoiser's latent width, refused unless it is the autoencoder's."""
 
-    def __init__(self, autoencoder: str, identity_encoder: str, window: WindowConfig,
-                 manifest: Manifest, seed: int, items_per_clip: int,
+    def __init__(self, autoencoder: str, identity_encoder: str, latent_channels: int,
+                 window: WindowConfig, manifest: Manifest, seed: int, items_per_clip: int,
                  sync_expert: str | None = None):
         self.autoencoder = load_frozen(autoencoder, "autoencoder")
         channels = self.autoencoder.config.latent_channels
-        if self.model.config.latent_channels != channels:
-            raise UserError(f"model.latent_channels is {self.model.config.latent_channels}, but "
-                            f"the autoencoder {autoencoder} has {channels} latent channels")
+        if latent_channels != channels:
+            raise UserError(f"model.latent_channels is {latent_channels}, but the autoencoder "
+                            f"{autoencoder} has {channels} latent channels")
         self.identity = load_frozen(identity_encoder, "identity encoder")
         self.sync = load_frozen(sync_expert, "sync expert") if sync_expert else None
         if self.sync is not None and window.frames < self.sync.config.frames:

@@ -48,8 +48,8 @@ class StudentTask(LatentTask):
         self.model = Denoiser(config.model, PREDICTION["student"])
         self.target = copy.deepcopy(self.model).requires_grad_(False)
         self.teacher = load_frozen(config.teacher, "teacher")
-        super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
-                         config.train.seed, config.items_per_clip,
+        super().__init__(config.autoencoder, config.identity_encoder, config.model.latent_channels,
+                         config.window, manifest, config.train.seed, config.items_per_clip,
                          config.sync_expert if config.loss.needs_sync_expert() else None)
         self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
                                     dtype=torch.float32)

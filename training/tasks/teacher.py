@@ -34,8 +34,8 @@ class TeacherTask(LatentTask):
         self.config = config
         torch.manual_seed(config.train.seed)
         self.model = Denoiser(config.model, PREDICTION["teacher"])
-        super().__init__(config.autoencoder, config.identity_encoder, config.window, manifest,
-                         config.train.seed, config.items_per_clip,
+        super().__init__(config.autoencoder, config.identity_encoder, config.model.latent_channels,
+                         config.window, manifest, config.train.seed, config.items_per_clip,
                          config.sync_expert if config.loss.needs_sync_expert() else None)
 
     def _times(self, cross: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
