@@ -60,7 +60,7 @@ $(VOICES)/espeak/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data espeak --out $(VOICES)/espeak --utterances 1200 --seed 1
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
-# checks, and real recorded speech (pocketsphinx-testdata) and Festival's diphone voices for
+# checks, and real recorded speech (pocketsphinx-testdata), Festival's and flite's voices for
 # the real-speech viseme tests (those tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -69,9 +69,9 @@ test-tools:
 	@command -v systemd-analyze >/dev/null || \
 	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
-	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && command -v text2wave >/dev/null || \
+	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && command -v text2wave >/dev/null && command -v flite >/dev/null || \
 	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
-	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts >/dev/null || \
+	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite >/dev/null || \
 	  echo "make: could not install the speech test data; the real-speech tests will be skipped"
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.

@@ -25,6 +25,7 @@ needs_festival = pytest.mark.skipif(
     or not Path("/usr/share/festival/voices/english/kal_diphone").is_dir()
     or not Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts").is_dir(),
     reason="needs Debian's festival and festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
 
 
 def _stream(recognizer, audio: np.ndarray) -> np.ndarray:
@@ -106,3 +107,34 @@ def test_festival_voices_give_exact_labels_that_forced_alignment_mostly_matches(
     assert 0.6 < check["agreement"] < check["agreement_1frame"] <= 1.0
     audio, truth = speech.load(speech.clips[0])
     assert truth[0] == SIL and (truth != SIL).mean() > 0.5
+
+
+@needs_flite
+def test_flite_voices_give_exact_labels_at_their_own_speeds(tmp_path):
+    from training.data.flite import build_flite
+    from training.data.realspeech import read_speech_manifest
+
+    report = build_flite(tmp_path, utterances=2, check=2)
+    speech = read_speech_manifest(tmp_path)
+    assert {c.speaker for c in speech.clips} == {"awb", "rms", "slt"}
+    assert report["forced_alignment_vs_exact"]["failed_utterances"] == 0
+    assert report["forced_alignment_vs_exact"]["agreement"] > 0.6
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert truth[0] == SIL and truth[-1] == SIL and (truth != SIL).mean() > 0.5
+        assert abs(len(truth) - len(audio) * 25 / 16000) <= 1
+    # the same sentence, each voice at a speed of its own: the lengths differ
+    lengths = [c.frame_count for c in speech.clips if c.id.endswith("-0000")]
+    assert len(set(lengths)) == 3
+
+
+def test_flite_phone_times_parse_into_contiguous_segments():
+    from training.data.flite import parse_phones
+    from training.errors import UserError
+
+    phones = parse_phones("pau:0.176 dh:0.284 ax:0.331 pau:0.5\n")
+    assert [(p.start, p.end) for p in phones] == [(0.0, 0.176), (0.176, 0.284),
+                                                   (0.284, 0.331), (0.331, 0.5)]
+    assert phones[0].viseme == SIL and phones[1].viseme == festival_to_viseme("dh")
+    with pytest.raises(UserError, match="unexpected phone token"):
+        parse_phones("pau0.1")

@@ -63,7 +63,7 @@ def test_espeak_set_has_exact_labels_with_silence_around_each_utterance(espeak_s
 
 
 def test_held_out_sentences_are_never_spoken():
-    from training.data.festival import held_out_sentence
+    from training.data.ttsset import held_out_sentence
 
     assert held_out_sentence("Go forward ten meters.")
     assert not held_out_sentence("Go forward nine meters.")

@@ -68,12 +68,32 @@ def _real_speech(args: argparse.Namespace) -> None:
 def _festival(args: argparse.Namespace) -> None:
     from training.data.festival import build_festival
 
-    report = build_festival(Path(args.out), args.utterances, args.seed, args.fps, args.check)
+    _tts_report(args, build_festival(Path(args.out), args.utterances, args.seed, args.fps,
+                                     args.check))
+
+
+def _flite(args: argparse.Namespace) -> None:
+    from training.data.flite import build_flite
+
+    _tts_report(args, build_flite(Path(args.out), args.utterances, args.seed, args.fps,
+                                  args.check))
+
+
+def _tts_report(args: argparse.Namespace, report: dict) -> None:
     check = report["forced_alignment_vs_exact"]
     print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
           f"{Path(args.out) / 'speech.jsonl'}")
     print(f"forced alignment vs exact labels on {check['utterances']} utterances: "
           f"{check['agreement']:.3f} of frames (+-1 frame {check['agreement_1frame']:.3f})")
+
+
+def _tts_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--utterances", type=_positive, default=60, help="sentences per voice")
+    parser.add_argument("--seed", type=int, default=0, help="sentence and speed seed")
+    parser.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    parser.add_argument("--check", type=_positive, default=20,
+                        help="utterances per voice whose forced alignment is checked")
 
 
 def _espeak(args: argparse.Namespace) -> None:
@@ -282,14 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/speech.jsonl and "
                     "OUT/alignment-check.json (pocketsphinx forced alignment vs the exact "
                     "labels).")
-    festival.add_argument("--out", required=True, help="output folder")
-    festival.add_argument("--utterances", type=_positive, default=60,
-                          help="sentences per voice")
-    festival.add_argument("--seed", type=int, default=0, help="sentence seed")
-    festival.add_argument("--fps", type=_positive, default=25, help="video frame rate")
-    festival.add_argument("--check", type=_positive, default=20,
-                          help="utterances per voice whose forced alignment is checked")
+    _tts_options(festival)
     festival.set_defaults(func=_festival)
+
+    flite = cmds.add_parser(
+        "flite", help="speech with exact phone times from flite's voices",
+        description="Sentences spoken by flite's awb, rms and slt voices (Debian flite: "
+                    "clustergen voices trained on real ARCTIC readers), each at a speed of "
+                    "its own, with the phone end times of flite -psdur; the real-speech "
+                    "evaluation's sentences are never spoken. Writes OUT/speech.jsonl and "
+                    "OUT/alignment-check.json (pocketsphinx forced alignment vs the exact "
+                    "labels).")
+    _tts_options(flite)
+    flite.set_defaults(func=_flite)
 
     espeak = cmds.add_parser(
         "espeak", help="speech with exact phone times from espeak-ng's voices",

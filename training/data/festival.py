@@ -8,37 +8,20 @@ parametric voice trained on CMU ARCTIC recordings, at 32 kHz (resampled to 16 kH
 than espeak-ng's formant synthesis, and the place where pocketsphinx forced
 alignment (the labels of the real-speech set) can be checked against the truth.
 
-Sentences come from the synthetic dataset's word sampler (training.data.synth.sentence); any
-that equals a transcript of the real-speech evaluation set is skipped, so those utterances
-stay out of training.
+Sentences, the held-out rule and the set's files are training/data/ttsset.py's.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge_runtime.visemes.vocabulary import festival_to_viseme
-from training.atomic import write_text
-from training.config import SynthConfig
-from training.data.alignment import Segment, frame_visemes
+from training.data.alignment import Segment
 from training.data.media import SAMPLE_RATE, read_wav, resample
-from training.data.realspeech import (
-    RAW_UTTERANCES,
-    agreement,
-    frame_count,
-    label,
-    packaged_utterances,
-    write_speech_clip,
-    write_speech_manifest,
-)
+from training.data.ttsset import TtsUtterance, build_tts_set
 from training.errors import UserError
 
 VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
@@ -48,19 +31,11 @@ BATCH = 20
 """Utterances per festival process."""
 
 
-@dataclass
-class FestivalUtterance:
-    audio: np.ndarray
-    """[N] float32 16 kHz."""
-    phones: list[Segment]
-    """Festival phones with their viseme, contiguous from 0."""
-
-
 def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", " ").replace('"', " ") + '"'
 
 
-def synthesize_batch(texts: list[str], voice: str) -> list[FestivalUtterance]:
+def synthesize_batch(texts: list[str], voice: str) -> list[TtsUtterance]:
     """Speak each text with one festival process."""
     if shutil.which("festival") is None:
         raise UserError(f"festival is not installed ({INSTALL})")
@@ -81,7 +56,7 @@ def synthesize_batch(texts: list[str], voice: str) -> list[FestivalUtterance]:
         return [_read(folder / f"{i}.wav", folder / f"{i}.segs") for i in range(len(texts))]
 
 
-def _read(wav: Path, segs: Path) -> FestivalUtterance:
+def _read(wav: Path, segs: Path) -> TtsUtterance:
     audio, rate = read_wav(wav)
     if rate != SAMPLE_RATE:
         audio = resample(audio, rate, SAMPLE_RATE)
@@ -93,63 +68,12 @@ def _read(wav: Path, segs: Path) -> FestivalUtterance:
         end = float(parts[0])
         phones.append(Segment(parts[2], start, end, festival_to_viseme(parts[2])))
         start = end
-    return FestivalUtterance(audio, phones)
-
-
-@functools.lru_cache(maxsize=1)
-def _held_out() -> frozenset[str]:
-    return frozenset({" ".join(words) for _, _, _, words in packaged_utterances()}
-                     | set(RAW_UTTERANCES.values()))
-
-
-def held_out_sentence(text: str) -> bool:
-    """Whether ``text`` is a transcript of the real-speech evaluation set (never trained on)."""
-    return text.lower().strip(".").replace(",", "") in _held_out()
-
-
-def _sentences(count: int, seed: int) -> list[str]:
-    from training.data.synth import sentence
-
-    rng = np.random.default_rng([seed, 22])
-    config = SynthConfig()
-    out: list[str] = []
-    while len(out) < count:
-        text = sentence(rng, config)
-        if not held_out_sentence(text):
-            out.append(text)
-    return out
+    return TtsUtterance(audio, phones)
 
 
 def build_festival(out: Path, utterances: int, seed: int = 0, fps: int = 25,
                    check: int = 20) -> dict:
-    """OUT/speech.jsonl: ``utterances`` sentences per voice with exact labels; and
-    OUT/alignment-check.json: pocketsphinx forced alignment of the first ``check`` of them
-    against those exact labels (how far the real-speech set's labels can be trusted)."""
-    out.mkdir(parents=True, exist_ok=True)
-    texts = _sentences(utterances, seed)
-    clips, rows = [], []
-    for voice in VOICES:
-        spoken = []
-        for first in range(0, len(texts), BATCH):
-            spoken += synthesize_batch(texts[first:first + BATCH], voice)
-        for i, (text, utt) in enumerate(zip(texts, spoken, strict=True)):
-            cid = f"{voice}-{i:04d}"
-            truth = frame_visemes(utt.phones, frame_count(utt.audio, fps), fps)
-            if i < check:
-                aligned = label(utt.audio, text.lower().replace(",", "").strip(".").split(), fps)
-                rows.append((len(truth), *(agreement(aligned[0], truth) if aligned else (0, 0)),
-                             aligned is None))
-            alignment = {"text": text, "phones": [p.to_dict() for p in utt.phones]}
-            clips.append(write_speech_clip(out, cid, utt.audio, truth, alignment, voice,
-                                           "festival", "exact", text, fps))
-    write_speech_manifest(out, clips)
-    frames = sum(n for n, _, _, _ in rows)
-    report = {"utterances": len(clips), "seconds": sum(c.frame_count for c in clips) / fps,
-              "forced_alignment_vs_exact": {
-                  "utterances": len(rows), "frames": frames,
-                  "agreement": sum(n * a for n, a, _, _ in rows) / frames,
-                  "agreement_1frame": sum(n * b for n, _, b, _ in rows) / frames,
-                  "failed_utterances": sum(int(f) for *_, f in rows)}}
-    write_text(out / "alignment-check.json", json.dumps(report, indent=2))
-    return report
-
+    """OUT/speech.jsonl: ``utterances`` sentences per voice with exact labels, and
+    OUT/alignment-check.json (training.data.ttsset.build_tts_set)."""
+    return build_tts_set(out, "festival", VOICES, synthesize_batch, utterances, seed, fps,
+                         check, BATCH)

@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from training.config import SynthConfig
 from training.data.alignment import frame_visemes
-from training.data.festival import held_out_sentence
 from training.data.media import SAMPLE_RATE
 from training.data.realspeech import frame_count, write_speech_clip, write_speech_manifest
 from training.data.speech import synthesize
+from training.data.ttsset import held_out_sentence
 
 LEAD_S = (0.1, 0.4)
 """Silence before and after each utterance (uniform range, seconds)."""
