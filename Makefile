@@ -50,12 +50,14 @@ data: $(VENV)/.installed
 data-real: $(VENV)/.installed
 	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 
-# Training speech for the viseme recogniser: Festival's three voices and espeak-ng's voices
-# with exact phone times (Festival's voices from make test-tools).
+# Training speech for the viseme recogniser: Festival's and flite's three voices each and
+# espeak-ng's voices with exact phone times (Festival's voices from make test-tools).
 VOICES ?= data/voices
-voices: $(VOICES)/festival/speech.jsonl $(VOICES)/espeak/speech.jsonl
+voices: $(VOICES)/festival/speech.jsonl $(VOICES)/flite/speech.jsonl $(VOICES)/espeak/speech.jsonl
 $(VOICES)/festival/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data festival --out $(VOICES)/festival --utterances 300 --seed 1 --check 20
+$(VOICES)/flite/speech.jsonl: | $(VENV)/.installed
+	$(TSD) data flite --out $(VOICES)/flite --utterances 300 --seed 1 --check 20
 $(VOICES)/espeak/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data espeak --out $(VOICES)/espeak --utterances 1200 --seed 1
 
@@ -85,7 +87,7 @@ train-demo: $(VENV)/.installed voices test-tools
 	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
-	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak --out $(RUNS)/visemes
 	for t in ae idenc sync teacher student lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(MIX) --out $(RUNS)/$$t || exit 1; \
 	done
@@ -109,7 +111,7 @@ bundle: $(VENV)/.installed voices $(MIX)/manifest.jsonl
 	$(TSD) export --student $(MODELS)/student.pt --visemes $(MODELS)/visemes.pt \
 	  --ae $(MODELS)/decoder.pt --data $(MIX) --out bundles/demo --unrolled
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(MODELS)/visemes.pt \
-	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
+	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
 	  --lipread $(MODELS)/lipread.pt
 
@@ -139,9 +141,9 @@ $(MIX)/manifest.jsonl: $(DEMO)/manifest.jsonl $(REAL)/manifest.jsonl
 # demo bundle with its measured pocketsphinx weight.
 train-visemes: $(VENV)/.installed voices
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
-	  --speech $(VOICES)/festival --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak --out $(RUNS)/visemes
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
-	  --speech $(VOICES)/festival --speech $(VOICES)/espeak
+	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak
 
 # Device benchmarks (the committed demo bundle; BENCH_ARGS="--bundle DIR" for another), then
 # the latency report: docs/bench/bench.md (Tables 2 and 3), bench.json, roofline.png.
