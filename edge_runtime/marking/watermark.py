@@ -179,14 +179,14 @@ def _read(bins: np.ndarray, expected: int | None) -> tuple[float, int, float, fl
     along = (bins * np.conj(placed)).real
     gain = np.bincount(_RINGS, along) / np.maximum(np.bincount(_RINGS), 1)
     data = _surface(_unit(bins - gain[_RINGS] * placed) * _PAYLOAD_BINS)
-    found = np.unravel_index(np.argmax(data), data.shape)
-    dy, dx = (round((found[0] - peak[0]) / UPSAMPLE) % TILE,
-              round((found[1] - peak[1]) / UPSAMPLE) % TILE)
-    at = None
-    if expected is not None:
-        ey, ex = divmod(expected, TILE)
-        at = float(data[(peak[0] + ey * UPSAMPLE) % _GRID, (peak[1] + ex * UPSAMPLE) % _GRID])
-    return float(sync[peak]), int(dy * TILE + dx), float(data[found]), at
+    # [TILE, TILE]: the payload surface at each whole-pixel shift from the sync peak, where
+    # an expected payload is scored too (the surface's own maximum can fall between two
+    # shifts after an encode, and rounding it then misreads a bit)
+    steps = UPSAMPLE * np.arange(TILE)
+    lattice = data[np.ix_((peak[0] + steps) % _GRID, (peak[1] + steps) % _GRID)]
+    payload = int(np.argmax(lattice))
+    at = None if expected is None else float(lattice.flat[expected % (TILE * TILE)])
+    return float(sync[peak]), payload, float(lattice.flat[payload]), at
 
 
 def _fold(luma: np.ndarray, side: int) -> np.ndarray | None:
