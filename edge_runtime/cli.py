@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_LOOKAHEAD}), model (the bundle's learned recogniser), "
                              "fused (both, pocketsphinx weighted as the bundle measured), "
                              "none (all sil), file:PATH (.npy ids or JSON lines), auto "
-                             "(default: pocketsphinx, the best on real speech within 200 ms; "
-                             "the bundle's model where pocketsphinx is not installed)")
+                             "(default: fused, the best on real and synthetic speech within "
+                             "200 ms; pocketsphinx for a bundle without a measured fusion "
+                             "weight; the bundle's model where pocketsphinx is not installed)")
     parser.add_argument("--emit-visemes", metavar="PATH",
                         help="write the viseme stream as JSON lines to PATH, - (stdout) or "
                              "udp://HOST:PORT (one datagram per frame)")
@@ -147,9 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _recognizer(spec: str, bundle, root, backend: str, precision: str, threads: int):
-    """The viseme recogniser ``spec`` names; logs which one runs. pocketsphinx missing: one
+    """The viseme recogniser ``spec`` names; logs which one runs. ``auto``: the bundle's
+    recogniser fused with pocketsphinx where the bundle measured their weight (the best
+    measured on real and synthetic speech), else pocketsphinx. pocketsphinx missing: one
     warning naming the package and what runs instead."""
-    if spec in ("auto", "pocketsphinx") or spec.startswith("pocketsphinx:"):
+    if spec == "auto":
+        learned = bundle.recognizer
+        spec = ("fused" if learned is not None and learned.pocketsphinx_weight is not None
+                else "pocketsphinx")
+    if spec == "pocketsphinx" or spec.startswith("pocketsphinx:"):
         lookahead = spec.partition(":")[2] or str(DEFAULT_LOOKAHEAD)
         if not lookahead.isdigit():
             raise ValueError(f"--visemes {spec}: expected pocketsphinx or pocketsphinx:FRAMES")
