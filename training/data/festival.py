@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge_runtime.visemes.vocabulary import festival_to_viseme
 from training.data.alignment import Segment
-from training.data.media import SAMPLE_RATE, read_wav, resample
+from training.data.media import read_wav, resample
 from training.data.ttsset import TtsUtterance, build_tts_set
 from training.errors import UserError
 
@@ -57,9 +57,7 @@ def synthesize_batch(texts: list[str], voice: str) -> list[TtsUtterance]:
 
 
 def _read(wav: Path, segs: Path) -> TtsUtterance:
-    audio, rate = read_wav(wav)
-    if rate != SAMPLE_RATE:
-        audio = resample(audio, rate, SAMPLE_RATE)
+    audio = resample(*read_wav(wav))
     phones, start = [], 0.0
     for line in segs.read_text().splitlines():
         parts = line.split()

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime.visemes.vocabulary import festival_to_viseme
 from training.data.alignment import Segment
-from training.data.media import SAMPLE_RATE, read_wav, resample
+from training.data.media import read_wav, resample
 from training.data.ttsset import TtsUtterance, build_tts_set
 from training.errors import UserError
 
@@ -29,6 +29,8 @@ VOICES = ("awb", "rms", "slt")
 INSTALL = "apt-get install flite"
 STRETCH = (0.85, 1.3)
 """Range of each utterance's duration_stretch (uniform; 1 = the voice's own speed)."""
+BATCH = 20
+"""Utterances between progress updates (flite runs one process per utterance)."""
 
 
 def parse_phones(printed: str) -> list[Segment]:
@@ -45,7 +47,7 @@ def parse_phones(printed: str) -> list[Segment]:
 
 
 def speak(text: str, voice: str, stretch: float) -> TtsUtterance:
-    """One utterance from one flite process (about 0.05 s for a sentence)."""
+    """One utterance from one flite process."""
     if shutil.which("flite") is None:
         raise UserError(f"flite is not installed ({INSTALL})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,9 +58,7 @@ def speak(text: str, voice: str, stretch: float) -> TtsUtterance:
         if done.returncode or not wav.is_file():
             reason = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
             raise UserError(f"flite voice {voice} failed: {reason[-1]}")
-        audio, rate = read_wav(wav)
-    if rate != SAMPLE_RATE:
-        audio = resample(audio, rate, SAMPLE_RATE)
+        audio = resample(*read_wav(wav))
     return TtsUtterance(audio, parse_phones(done.stdout))
 
 
@@ -71,4 +71,4 @@ def build_flite(out: Path, utterances: int, seed: int = 0, fps: int = 25,
     def speak_batch(texts: list[str], voice: str) -> list[TtsUtterance]:
         return [speak(text, voice, float(rng.uniform(*STRETCH))) for text in texts]
 
-    return build_tts_set(out, "flite", VOICES, speak_batch, utterances, seed, fps, check, 20)
+    return build_tts_set(out, "flite", VOICES, speak_batch, utterances, seed, fps, check, BATCH)
