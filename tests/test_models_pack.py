@@ -94,3 +94,23 @@ def test_a_changed_model_is_refused_with_one_line(packed, tmp_path, capsys):
     assert tsd(["models", "pack", "--runs", str(tmp_path / "none"), "--out",
                 str(tmp_path / "x")]) != 0
     assert capsys.readouterr().err.strip().endswith("no run with a final.pt")
+
+
+def test_stages_packed_one_by_one_add_up_and_refer_to_each_other(
+        tiny_ae, tiny_idenc, tiny_teacher, tiny_student, tmp_path):
+    """The recipe's progress is packed as each run finishes: earlier stages stay listed and a
+    later student names the packed teacher, autoencoder and identity encoder."""
+    runs, out = tmp_path / "runs", tmp_path / "models"
+    for stage, final in {"ae": tiny_ae, "idenc": tiny_idenc, "teacher": tiny_teacher,
+                         "student": tiny_student}.items():
+        (runs / stage).mkdir(parents=True)
+        (runs / stage / "final.pt").symlink_to(final)
+    for stages in (["ae"], ["idenc", "teacher"], ["student"]):
+        args = [a for s in stages for a in ("--stage", s)]
+        assert tsd(["models", "pack", "--runs", str(runs), "--out", str(out), *args]) == 0
+    rows = yaml.safe_load((out / MANIFEST).read_text())["models"]
+    assert sorted(rows) == ["ae", "idenc", "student", "teacher"]
+    assert tsd(["models", "check", str(out)]) == 0
+    _, config, _ = load_student(out / "student.pt")
+    assert (config.teacher, config.autoencoder, config.identity_encoder) == tuple(
+        str(out / f"{s}.pt") for s in ("teacher", "ae", "idenc"))

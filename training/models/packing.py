@@ -7,7 +7,10 @@ norms and scales kept in float32. The usual loaders read it as they read final.p
 a state dict casts into the model's float32. References between runs in the stored configs
 (a student's teacher, autoencoder and identity encoder; a decoder's encoder_from) are
 rewritten to the packed files, so a packed student is complete without runs/. ``OUT/models.yaml``
-lists every file with its sha256; ``tsd models check`` verifies them.
+lists every file with its sha256; ``tsd models check`` verifies them. Packing adds to an
+existing folder: a stage packed as soon as its run finishes is kept (and later stages' references
+to it rewritten) when the next stage is packed, so the recipe's progress can be committed stage
+by stage.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def pack(checkpoints: dict[str, Path], out: Path) -> dict[str, dict]:
     if missing:
         raise UserError(f"{missing[0]}: checkpoint not found")
     out.mkdir(parents=True, exist_ok=True)
-    moved = {p.resolve(): str(out / f"{stage}.pt") for stage, p in checkpoints.items()}
-    rows = {}
+    rows = _read_rows(out / MANIFEST) if (out / MANIFEST).is_file() else {}
+    moved = {Path(row["packed_from"]).resolve(): str(out / row["file"]) for row in rows.values()}
+    moved.update({p.resolve(): str(out / f"{stage}.pt") for stage, p in checkpoints.items()})
     for stage, source in checkpoints.items():
         state = read_checkpoint(source, stage)
         if "model" not in state or "config" not in state:
@@ -74,16 +78,20 @@ def pack(checkpoints: dict[str, Path], out: Path) -> dict[str, dict]:
     return rows
 
 
+def _read_rows(manifest: Path) -> dict[str, dict]:
+    try:
+        return dict(yaml.safe_load(manifest.read_text())["models"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        raise UserError(f"{manifest}: not a models manifest") from None
+
+
 def check(folder: Path) -> dict[str, dict]:
     """The manifest's rows, after checking every file's sha256; UserError naming the first
     missing or changed file."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise UserError(f"{manifest}: not found (tsd models pack writes it)")
-    try:
-        rows = yaml.safe_load(manifest.read_text())["models"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        raise UserError(f"{manifest}: not a models manifest") from None
+    rows = _read_rows(manifest)
     for stage, row in rows.items():
         path = folder / row["file"]
         if not path.is_file():
