@@ -81,22 +81,28 @@ test: $(VENV)/.installed test-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
-# The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run.
+# The demo recipe (configs/demo) on CPU: hours; every stage resumes where it stopped when re-run,
+# and each finished run is packed into $(MODELS) at once, so it can be committed before the next.
+PACK = $(TSD) models pack --runs $(RUNS) --out $(MODELS) --stage
 train-demo: $(VENV)/.installed voices test-tools
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
 	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
 	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak --out $(RUNS)/visemes
-	for t in ae idenc sync teacher student lipread; do \
-	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(MIX) --out $(RUNS)/$$t || exit 1; \
+	$(PACK) visemes
+	for t in ae idenc sync teacher lipread; do \
+	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(MIX) --out $(RUNS)/$$t && \
+	  $(PACK) $$t || exit 1; \
 	done
-	$(TSD) train student --config configs/demo/student-leak.yaml --data $(MIX) --out $(RUNS)/student
-	$(TSD) train student --config configs/demo/student-long.yaml --data $(MIX) --out $(RUNS)/student
-	$(TSD) train student --config configs/demo/student-motion.yaml --data $(MIX) --out $(RUNS)/student
+	for c in student student-leak student-long student-motion; do \
+	  $(TSD) train student --config configs/demo/$$c.yaml --data $(MIX) --out $(RUNS)/student || exit 1; \
+	done
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(MIX) --out $(RUNS)/decoder
+	$(PACK) decoder
 	$(TSD) calibrate schedules --student $(RUNS)/student/final.pt --data $(MIX)
-	$(MAKE) models bundle eval eval-real
+	$(PACK) student
+	$(MAKE) bundle eval eval-real
 
 # The finished runs' weights into the repository (models/demo, float16: about 20 MB).
 models: $(VENV)/.installed
