@@ -143,7 +143,7 @@ $(REAL)/manifest.jsonl: | $(VENV)/.installed test-tools
 $(MIX)/manifest.jsonl: $(DEMO)/manifest.jsonl $(REAL)/manifest.jsonl
 	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 
-# The viseme recogniser for real voices (about 40 minutes on 2 cores; resumes), put into the
+# The viseme recogniser for real voices (8000 steps, about 31 minutes on one thread; resumes), put into the
 # demo bundle with its measured pocketsphinx weight.
 train-visemes: $(VENV)/.installed voices
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
