@@ -114,3 +114,7 @@ def test_stages_packed_one_by_one_add_up_and_refer_to_each_other(
     _, config, _ = load_student(out / "student.pt")
     assert (config.teacher, config.autoencoder, config.identity_encoder) == tuple(
         str(out / f"{s}.pt") for s in ("teacher", "ae", "idenc"))
+    first = rows["ae"]["sha256"]
+    assert tsd(["models", "pack", "--runs", str(runs), "--out", str(out), "--stage", "ae"]) == 0
+    again = yaml.safe_load((out / MANIFEST).read_text())["models"]["ae"]["sha256"]
+    assert again == first, "packing the same run twice must give the same bytes"

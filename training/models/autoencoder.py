@@ -1,4 +1,4 @@
-"""The latent autoencoder (paper eq 2): f=8, 128x128x3 <-> 4x16x16.
+"""The latent autoencoder (paper eq 2): f=8, 128x128x3 <-> Cx16x16 (C latent channels).
 
 The encoder runs once per reference photo (and in training); the decoder runs on the Pi
 every frame in E1 mode, so it is small: PixelShuffle upsampling and one 3x3 conv per

@@ -1,6 +1,6 @@
 """The latent denoiser (teacher and student share it; only the widths differ).
 
-Inputs (batch B, latent C x h x w = 4 x 16 x 16 at 128 px, W = 2 * viseme_context + 1):
+Inputs (batch B, latent C x h x w = C x 16 x 16 at 128 px, C = 4 or 8, W = 2 * viseme_context + 1):
   x_t [B, C, h, w]       noisy latent
   noise_level [B]        log-SNR of the time (edge_runtime.render.schedule.log_snr), so the schedule
                          math stays in one numpy module and the graph needs none of it

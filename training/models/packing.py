@@ -15,6 +15,7 @@ by stage.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,10 @@ def pack(checkpoints: dict[str, Path], out: Path) -> dict[str, dict]:
         state = {**state, "model": compact(state["model"]),
                  "config": _rewrite(state["config"], moved)}
         target = out / f"{stage}.pt"
+        buffer = io.BytesIO()  # saved in memory: torch names the archive after a file's path,
+        torch.save(state, buffer)  # and the temporary file's random name would change the bytes
         with atomic_path(target) as tmp:
-            torch.save(state, tmp)
+            tmp.write_bytes(buffer.getvalue())
         rows[stage] = {"file": target.name, "sha256": sha256_file(target),
                        "bytes": target.stat().st_size, "step": int(state.get("step", 0)),
                        "packed_from": str(source)}
