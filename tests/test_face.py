@@ -197,8 +197,8 @@ def test_a_bundle_without_face_graphs_falls_back_to_haar_crops(demo, tmp_path):
 
 
 def test_the_example_face_aligns_onto_the_template(demo, landmarker):
-    """The example is a synthetic face like the training frames: its aligned crop puts the
-    eyes and mouth where the template says, found again by the landmark graphs."""
+    """The example (a real portrait): its aligned crop puts the eyes and mouth where the
+    template says, found again by the landmark graphs."""
     bundle, _ = demo
     reference = prepare_reference(REPO / "examples" / "face.png", *demo, paste_back=False)
     big = cv2.resize(reference.crop, (256, 256), interpolation=cv2.INTER_CUBIC)

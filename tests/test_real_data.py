@@ -245,7 +245,7 @@ def test_eval_photos_renders_the_held_out_photo(config, dataset, tiny_idenc, tmp
 def test_examples_from_a_real_set_are_the_speakers_own_photo(config, dataset, tmp_path):
     """tsd data examples on a real-texture set: face.png is a portrait cut from the test
     identity's source photo (its face found again by edge-run's set-up), speech.wav its
-    longest clip, PROVENANCE.md names the file, checksum and licence."""
+    longest clip or the one asked for, PROVENANCE.md names the file, checksum and licence."""
     import cv2
 
     from edge_runtime.bundle import load_bundle
@@ -264,3 +264,9 @@ def test_examples_from_a_real_set_are_the_speakers_own_photo(config, dataset, tm
     clip = max((r for r in records if r.speaker == speaker), key=lambda r: r.frame_count)
     assert np.array_equal(read_wav(speech)[0], read_wav(out / clip.audio)[0])
     assert prepare_reference(face, *load_bundle(BUNDLE)).paste is not None
+    other = next(r for r in records if r.speaker == speaker and r.id != clip.id)
+    write_examples(read_manifest(out), tmp_path, speaker, other.id)
+    assert np.array_equal(read_wav(speech)[0], read_wav(out / other.audio)[0])
+    assert other.id in provenance.read_text()
+    with pytest.raises(UserError, match="no test clip 'nope'"):
+        write_examples(read_manifest(out), tmp_path, speaker, "nope")

@@ -108,7 +108,8 @@ def _examples(args: argparse.Namespace) -> None:
     from training.data.examples import write_examples
     from training.data.manifest import read_manifest
 
-    for path in write_examples(read_manifest(args.data), Path(args.out), args.speaker):
+    for path in write_examples(read_manifest(args.data), Path(args.out), args.speaker,
+                                    args.clip):
         print(path)
 
 
@@ -348,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     examples.add_argument("--data", required=True, help="dataset folder or manifest.jsonl")
     examples.add_argument("--out", required=True, help="folder for the examples")
     examples.add_argument("--speaker", help="test-split speaker (default: the first)")
+    examples.add_argument("--clip", help="that speaker's test clip to take speech.wav from "
+                          "(default: the longest)")
     examples.set_defaults(func=_examples)
 
     merge = cmds.add_parser(

@@ -101,7 +101,9 @@ def _voice(manifest: Manifest, clip: ClipRecord) -> str:
     return f", Festival's {voice['festival']} voice"
 
 
-def write_examples(manifest: Manifest, out: Path, speaker: str | None = None) -> list[Path]:
+def write_examples(manifest: Manifest, out: Path, speaker: str | None = None,
+                   clip: str | None = None) -> list[Path]:
+    """``clip``: the speaker's test clip whose audio becomes speech.wav (default: the longest)."""
     test = manifest.split("test")
     if not test:
         raise UserError(f"{manifest.path}: no test clips to take examples from")
@@ -116,6 +118,11 @@ def write_examples(manifest: Manifest, out: Path, speaker: str | None = None) ->
     else:
         raise UserError(f"{manifest.path}: speaker {speaker!r} needs two test clips "
                         "(one on a real-texture set)")
+    if clip is not None:
+        chosen = [c for c in clips if c.id == clip]
+        if not chosen:
+            raise UserError(f"{manifest.path}: no test clip {clip!r} of speaker {speaker!r}")
+        speech_clip = chosen[0]
     out.mkdir(parents=True, exist_ok=True)
     face, speech = out / "face.png", out / "speech.wav"
     tmp = out / ".face.tmp.png"
