@@ -30,7 +30,10 @@ BAR = 0.99
 
 
 def reencode(frames: list[np.ndarray], crf: int = 28) -> list[np.ndarray]:
-    """H.264 (libx264, yuv420p) at ``crf`` and back, in memory."""
+    """H.264 (libx264, yuv420p) at ``crf`` and back, in memory; yuv420p needs even sides, so
+    an odd last row or column (a crop's) is dropped."""
+    h, w = (side - side % 2 for side in frames[0].shape[:2])
+    frames = [f[:h, :w] for f in frames]
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=25)

@@ -385,9 +385,9 @@ def test_crafted_input_gets_one_line_and_a_non_zero_exit(tmp_path, case):
 
 def test_a_10000_pixel_photo_is_decoded_reduced_in_bounded_memory(tmp_path):
     face = cv2.imread(str(FACE))
-    scale = 10000 / face.shape[1]
+    scaled = cv2.resize(face, None, fx=10000 / max(face.shape[:2]), fy=10000 / max(face.shape[:2]))
     big = np.full((10000, 10000, 3), 128, np.uint8)
-    big[:round(face.shape[0] * scale)] = cv2.resize(face, None, fx=scale, fy=scale)
+    big[:scaled.shape[0], :scaled.shape[1]] = scaled
     photo = tmp_path / "big.jpg"
     cv2.imwrite(str(photo), big, [cv2.IMWRITE_JPEG_QUALITY, 85])
     del big
