@@ -15,8 +15,12 @@ from calibration.schedules import load_student
 from edge_runtime.backends import open_graph
 from edge_runtime.bundle import load_bundle
 from training.cli import main as tsd
+from training.config import StudentRunConfig, load_config
+from training.data.manifest import read_manifest
 from training.models.loading import load_frozen
 from training.models.packing import MANIFEST
+from training.tasks.student import StudentTask
+from training.trainer import Trainer, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +122,39 @@ def test_stages_packed_one_by_one_add_up_and_refer_to_each_other(
     assert tsd(["models", "pack", "--runs", str(runs), "--out", str(out), "--stage", "ae"]) == 0
     again = yaml.safe_load((out / MANIFEST).read_text())["models"]["ae"]["sha256"]
     assert again == first, "packing the same run twice must give the same bytes"
+
+
+def test_a_packed_student_continues_as_a_later_stage(packed, tiny_dataset, tmp_path, capsys):
+    """tsd train --init: a clone without runs/ goes on from models/ (weights, target network
+    and step), and a checkpoint that does not fit, or is already past the run's end, gets one
+    line."""
+    tiny = Path(__file__).resolve().parent.parent / "configs" / "train" / "student-tiny.yaml"
+    stage = tmp_path / "stage.yaml"
+    stage.write_text(yaml.safe_dump({
+        "extends": str(tiny), "train": {"steps": 24},
+        "teacher": str(packed / "teacher.pt"), "autoencoder": str(packed / "ae.pt"),
+        "identity_encoder": str(packed / "idenc.pt")}))
+    start = torch.load(packed / "student.pt", map_location="cpu", weights_only=False)
+
+    config = load_config(stage, StudentRunConfig)
+    task = StudentTask(config, read_manifest(tiny_dataset))
+    trainer = Trainer(task, config.train, tmp_path / "probe", config)
+    trainer.start_from(packed / "student.pt")
+    assert trainer.step == start["step"] == 20
+    for name, value in start["model"].items():
+        assert torch.equal(task.model.state_dict()[name], value.float()), name
+        assert torch.equal(task.target.state_dict()[name], value.float()), name
+
+    out = tmp_path / "run"
+    assert tsd(["train", "student", "--config", str(stage), "--data", str(tiny_dataset),
+                "--out", str(out), "--init", str(packed / "student.pt")]) == 0
+    assert torch.load(out / "final.pt", weights_only=False)["step"] == 24
+    assert min(row["step"] for row in read_metrics(out / "metrics.jsonl")) > 20
+
+    for init, why in ((packed / "visemes.pt", "does not fit this run's model"),
+                      (out / "final.pt", "already at step 24")):
+        capsys.readouterr()
+        assert tsd(["train", "student", "--config", str(stage), "--data", str(tiny_dataset),
+                    "--out", str(tmp_path / "other"), "--init", str(init)]) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err

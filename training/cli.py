@@ -159,7 +159,7 @@ def _train(args: argparse.Namespace) -> None:
                         "alone)")
     manifest = read_manifest(args.data) if args.data is not None else None
     final = run_training(args.target, args.config, manifest, Path(args.out), args.stop_at,
-                         speech)
+                         speech, Path(args.init) if args.init else None)
     print(final)
 
 
@@ -389,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder (checkpoints, metrics)")
     train.add_argument("--stop-at", type=_positive,
                        help="stop after this step (the schedule still spans the full run)")
+    train.add_argument("--init", metavar="CHECKPOINT",
+                       help="where OUT has no last.pt: continue this finished run (its "
+                            "final.pt, or its packed copy in models/) from its weights and "
+                            "step with a fresh optimizer, e.g. a later stage of a demo model "
+                            "on a clone without runs/")
     train.set_defaults(func=_train)
 
     models = groups.add_parser("models", help="the finished runs' weights in the repository")

@@ -55,9 +55,11 @@ def build_task(target: str, config, manifest: Manifest | None, speech: tuple[Pat
 
 
 def run_training(target: str, config_path: str | Path, manifest: Manifest | None, out: Path,
-                 stop_at: int | None = None, speech: tuple[Path, ...] = ()) -> Path:
-    """Train ``target``; ``manifest`` may be None only for ``visemes`` with speech sets."""
+                 stop_at: int | None = None, speech: tuple[Path, ...] = (),
+                 init: Path | None = None) -> Path:
+    """Train ``target``; ``manifest`` may be None only for ``visemes`` with speech sets;
+    ``init``: a finished run to continue when ``out`` has no last.pt."""
     config = load_config(config_path, RUN_CONFIGS[target])
     info = init_distributed()
     task = build_task(target, config, manifest, speech)
-    return Trainer(task, config.train, out, config, info).fit(stop_at)
+    return Trainer(task, config.train, out, config, info).fit(stop_at, init)

@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from training.atomic import atomic_path
 from training.config import TrainConfig, to_dict
+from training.errors import UserError
+from training.models.loading import read_checkpoint
 from training.plots import save_panels
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,9 @@ class Task(Protocol):
         written (e.g. to measure the autoencoder's latent scale)."""
 
     # Optional: after_step(model) runs after every optimizer step (e.g. a consistency
-    # target network), and state_dict() / load_state_dict(state) carry task state in
-    # last.pt so a resumed run stays exact.
+    # target network), state_dict() / load_state_dict(state) carry task state in
+    # last.pt so a resumed run stays exact, and start_from(model) sets that state from a
+    # model loaded by ``Trainer.start_from``.
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,31 @@ class Trainer:
         log.info("resuming %s at step %d", path, self.step)
         return True
 
+    def start_from(self, path: Path) -> None:
+        """Continue a finished run whose last.pt is not at hand (its final.pt or packed model,
+        e.g. models/demo): its EMA weights become the model and the EMA, the step count goes
+        on from its own, so a later stage's config keeps its schedule; the optimizer starts
+        afresh."""
+        if not path.is_file():
+            raise UserError(f"{path}: checkpoint to start from not found")
+        state = read_checkpoint(path, "model")
+        try:
+            self.model.load_state_dict(state["model"])
+            step = int(state["step"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: does not fit this run's model "
+                            f"({str(exc).splitlines()[0]})") from None
+        if step >= self.config.steps:
+            raise UserError(f"{path}: already at step {step}; this run's config ends at "
+                            f"{self.config.steps} (train.steps)")
+        self.ema.module.load_state_dict(self.model.state_dict())
+        if hasattr(self.task, "start_from"):
+            self.task.start_from(self.model)
+        self.step = step
+        self.scheduler.last_epoch = step
+        self._apply_config_lr()
+        log.info("starting from %s at step %d", path, step)
+
     def _apply_config_lr(self) -> None:
         """The checkpoint's optimizer and scheduler carry the lr they were made with; a later
         stage of a run (a config with more steps) may set another ``train.lr``, and the
@@ -216,12 +244,14 @@ class Trainer:
             group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor
 
     # -- loop --------------------------------------------------------------------------
-    def fit(self, stop_at: int | None = None) -> Path:
-        """Train to ``config.steps`` (or stop early at ``stop_at``, as an interruption would);
+    def fit(self, stop_at: int | None = None, init: Path | None = None) -> Path:
+        """Train to ``config.steps`` (or stop early at ``stop_at``, as an interruption would),
+        resuming from OUT/last.pt, else starting from ``init`` where given (``start_from``);
         -> path of ``final.pt``."""
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        if not self.resume() and init is not None:
+            self.start_from(Path(init))
         stop = min(cfg.steps, stop_at if stop_at is not None else cfg.steps)
         metrics = MetricsLog(self.out / "metrics.jsonl", self.step, self.info.main)
         sampler = StepBatchSampler(len(self.task.train_set), cfg.batch_size, cfg.seed,

@@ -95,6 +95,10 @@ class StudentTask(LatentTask):
     def load_state_dict(self, state: dict) -> None:
         self.target.load_state_dict(state["target"])
 
+    def start_from(self, model: nn.Module) -> None:
+        """A run continued from finished weights: the target network starts from them too."""
+        self.target.load_state_dict(model.state_dict())
+
     @torch.no_grad()
     def sample(self, model: nn.Module, batch: dict, schedule: StepSchedule,
                generator: torch.Generator) -> torch.Tensor:
