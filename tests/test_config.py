@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -153,14 +154,22 @@ def test_bad_extends_is_one_config_error(tmp_path, files, fragment):
         load_config(tmp_path / "a.yaml", StudentRunConfig)
 
 
+def makefile_student_stages() -> list[str]:
+    """The student configs make train-demo runs, in its order."""
+    text = (CONFIGS.parent.parent / "Makefile").read_text().replace("\\\n", " ")
+    return re.search(r"for c in ([^;]+); do", text).group(1).split()
+
+
 @pytest.mark.parametrize("recipe", ["demo", "lrs3"])
-def test_demo_student_stages_resume_one_model(recipe):
+def test_student_stages_resume_one_model(recipe):
     """Each later stage resumes runs/RECIPE/student: it must keep the model, data window and
     frozen networks of the first, and train further than the stage before it."""
     from training.config import StudentRunConfig
 
+    names = makefile_student_stages()
+    assert names[0] == "student" and len(names) >= 4
     stages = [load_config(CONFIGS.parent / recipe / f"{name}.yaml", StudentRunConfig)
-              for name in ("student", "student-leak", "student-long", "student-motion")]
+              for name in names]
     keep = ("model", "window", "teacher", "autoencoder", "identity_encoder", "sync_expert")
     for stage in stages[1:]:
         assert all(getattr(stage, key) == getattr(stages[0], key) for key in keep)
