@@ -51,19 +51,25 @@ data-real: $(VENV)/.installed
 	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 
 # Training speech for the viseme recogniser: Festival's and flite's three voices each and
-# espeak-ng's voices with exact phone times (Festival's voices from make test-tools).
+# espeak-ng's voices with exact phone times, and the Asterisk prompts (real recordings,
+# forced-alignment labels); the packages from make test-tools.
 VOICES ?= data/voices
-voices: $(VOICES)/festival/speech.jsonl $(VOICES)/flite/speech.jsonl $(VOICES)/espeak/speech.jsonl
+SPEECH_SETS := festival flite espeak asterisk
+SPEECH := $(foreach s,$(SPEECH_SETS),--speech $(VOICES)/$(s))
+voices: $(foreach s,$(SPEECH_SETS),$(VOICES)/$(s)/speech.jsonl)
 $(VOICES)/festival/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data festival --out $(VOICES)/festival --utterances 300 --seed 1 --check 20
 $(VOICES)/flite/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data flite --out $(VOICES)/flite --utterances 300 --seed 1 --check 20
 $(VOICES)/espeak/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data espeak --out $(VOICES)/espeak --utterances 1200 --seed 1
+$(VOICES)/asterisk/speech.jsonl: | $(VENV)/.installed
+	$(TSD) data asterisk --out $(VOICES)/asterisk
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
-# checks, and real recorded speech (pocketsphinx-testdata), Festival's and flite's voices for
-# the real-speech viseme tests (those tests skip where the tools are missing).
+# checks, and real recorded speech (pocketsphinx-testdata, the Asterisk prompts), Festival's
+# voices in English and other languages and flite's for the real-speech viseme tests (those
+# tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
@@ -71,9 +77,14 @@ test-tools:
 	@command -v systemd-analyze >/dev/null || \
 	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
-	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && command -v text2wave >/dev/null && command -v flite >/dev/null || \
+	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts \
+	  -a -d /usr/share/asterisk/sounds/en_US_f_Allison -a -d /usr/share/festival/voices/russian \
+	  && command -v text2wave >/dev/null && command -v flite >/dev/null || \
 	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
-	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite >/dev/null || \
+	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite \
+	    asterisk-core-sounds-en-g722 asterisk-core-sounds-en \
+	    festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv \
+	    festvox-czech-dita festvox-czech-machac festvox-ru festvox-ca-ona-hts >/dev/null || \
 	  echo "make: could not install the speech test data; the real-speech tests will be skipped"
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
@@ -89,7 +100,7 @@ train-demo: $(VENV)/.installed voices test-tools
 	$(TSD) data real --config configs/data/real-demo.yaml --out $(REAL)
 	$(TSD) data merge $(DEMO) $(REAL) --out $(MIX)
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
-	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	  $(SPEECH) --out $(RUNS)/visemes
 	$(PACK) visemes
 	for t in ae idenc sync teacher lipread; do \
 	  $(TSD) train $$t --config configs/demo/$$t.yaml --data $(MIX) --out $(RUNS)/$$t && \
@@ -118,7 +129,7 @@ bundle: $(VENV)/.installed voices $(MIX)/manifest.jsonl
 	$(TSD) export --student $(MODELS)/student.pt --visemes $(MODELS)/visemes.pt \
 	  --ae $(MODELS)/decoder.pt --data $(MIX) --out bundles/demo --unrolled
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(MODELS)/visemes.pt \
-	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak
+	  $(SPEECH)
 	$(TSD) bundle-report --bundle bundles/demo --data $(DEMO) --out $(RUNS)/bundle-report \
 	  --lipread $(MODELS)/lipread.pt
 
@@ -148,9 +159,9 @@ $(MIX)/manifest.jsonl: $(DEMO)/manifest.jsonl $(REAL)/manifest.jsonl
 # demo bundle with its measured pocketsphinx weight.
 train-visemes: $(VENV)/.installed voices
 	$(TSD) train visemes --config configs/demo/visemes.yaml \
-	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak --out $(RUNS)/visemes
+	  $(SPEECH) --out $(RUNS)/visemes
 	$(TSD) bundle-visemes --bundle bundles/demo --visemes $(RUNS)/visemes/final.pt \
-	  --speech $(VOICES)/festival --speech $(VOICES)/flite --speech $(VOICES)/espeak
+	  $(SPEECH)
 
 # Device benchmarks (the committed demo bundle; BENCH_ARGS="--bundle DIR" for another), then
 # the latency report: docs/bench/bench.md (Tables 2 and 3), bench.json, roofline.png.

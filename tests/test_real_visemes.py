@@ -26,6 +26,11 @@ needs_festival = pytest.mark.skipif(
     or not Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts").is_dir(),
     reason="needs Debian's festival and festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
+needs_multilingual = pytest.mark.skipif(
+    shutil.which("festival") is None
+    or not Path("/usr/share/festival/voices/finnish/hy_fi_mv_diphone").is_dir()
+    or not Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits").is_dir(),
+    reason="needs Debian's festival voices in other languages (training.data.multilingual)")
 
 
 def _stream(recognizer, audio: np.ndarray) -> np.ndarray:
@@ -43,6 +48,88 @@ def test_festival_phones_map_through_the_one_map():
         VISEME_INDEX[v] for v in ("sil", "kk", "E", "aa", "RR", "nn", "PP", "nn", "CH")]
     with pytest.raises(KeyError):
         festival_to_viseme("qq")
+
+
+def test_phones_of_other_languages_map_by_their_own_phone_set():
+    """Stress digits and length marks fall away; a phone of one language's set is unknown in
+    another's; English stays the default."""
+    assert festival_to_viseme("a1", "italian") == festival_to_viseme("a:", "finnish") \
+        == VISEME_INDEX["aa"]
+    assert festival_to_viseme("@:", "finnish") == VISEME_INDEX["aa"]  # a-umlaut, open
+    assert festival_to_viseme("y", "finnish") == VISEME_INDEX["U"]  # rounded
+    assert festival_to_viseme("y", "russian") == VISEME_INDEX["I"]  # unrounded
+    assert festival_to_viseme("r~*", "czech") == VISEME_INDEX["RR"]
+    assert festival_to_viseme("pp", "russian") == VISEME_INDEX["PP"]
+    assert festival_to_viseme("nf", "italian") == VISEME_INDEX["FF"]
+    assert festival_to_viseme("##", "finnish") == festival_to_viseme("pau", "catalan") == SIL
+    with pytest.raises(KeyError, match="unknown italian"):
+        festival_to_viseme("c~", "italian")  # Czech's
+
+
+@needs_multilingual
+def test_voices_of_other_languages_give_exact_labels_from_pseudo_words(tmp_path):
+    from training.data.multilingual import VOICES, build_multilingual, pseudo_sentences, speak
+    from training.data.realspeech import read_speech_manifest
+
+    report = build_multilingual(tmp_path, utterances=2, seed=3)
+    speech = read_speech_manifest(tmp_path)
+    assert report["utterances"] == 2 * len(VOICES) == len(speech.clips)
+    assert {c.speaker for c in speech.clips} == set(VOICES)
+    assert report["forced_alignment_vs_exact"]["utterances"] == 0  # English-only check
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert abs(len(truth) - len(audio) * 25 / 16000) <= 1
+        assert (truth != SIL).mean() > 0.5
+        # a voice that spelled a letter it could not read would say "unknown" in its
+        # language; pseudo-words of the language's own spellings give many visemes
+        assert len(set(truth.tolist())) >= 6, clip.id
+    # the spellings reach each voice in its encoding: a Finnish a-umlaut is spoken as its
+    # phone (@), a Czech r-caron as r~, not read out as the name of an unknown character
+    for voice, letter, phone in (("suo_fi_lj_diphone", "\u00e4", "@"),
+                                 ("czech_dita", "\u0159", "r~")):
+        text = next(t for t in pseudo_sentences(VOICES[voice], 40, 0) if letter in t)
+        spoken = speak([text], voice)[0]
+        assert phone in {p.label.rstrip(":*") for p in spoken.phones}, (voice, text)
+
+
+def test_asterisk_transcripts_become_the_words_pocketsphinx_aligns():
+    from training.data.asterisk import number_words, spoken_words
+
+    assert spoken_words("Press 1 for sales, * to cancel.") == [
+        "press", "one", "for", "sales", "star", "to", "cancel"]
+    assert spoken_words("You have 42 new messages.") == [
+        "you", "have", "forty", "two", "new", "messages"]
+    assert number_words(100) is None and spoken_words("Room 100, please.") is None
+    assert spoken_words("[this is a simple beep tone]") is None
+    assert spoken_words("Welcome to Zorblaxian Industries.") is None  # not in CMUdict
+    assert spoken_words("Go forward ten meters.") == ["go", "forward", "ten", "meters"]
+
+
+@pytest.mark.skipif(not Path("/usr/share/asterisk/sounds/en_US_f_Allison").is_dir()
+                    or not Path("/usr/share/doc/asterisk-core-sounds-en").is_dir(),
+                    reason="needs Debian's asterisk-core-sounds-en-g722 and "
+                           "asterisk-core-sounds-en")
+def test_asterisk_prompts_are_real_speech_labelled_by_forced_alignment(tmp_path):
+    from training.data.asterisk import SOUNDS, build_asterisk
+    from training.data.realspeech import read_speech_manifest
+
+    sounds = tmp_path / "sounds"
+    (sounds / "digits").mkdir(parents=True)
+    for name in ("agent-pass", "beep", "digits/7"):
+        shutil.copy(SOUNDS / f"{name}.g722", sounds / f"{name}.g722")
+    report = build_asterisk(tmp_path / "out", sounds)
+    speech = read_speech_manifest(tmp_path / "out")
+    assert report["utterances"] == 2 and report["skipped"]["not speech, unknown word or "
+                                                            "held out"] >= 1  # the beep
+    texts = {c.id: c.text for c in speech.clips}
+    assert texts == {"allison-agent-pass": "please enter your password followed by the pound "
+                                           "key", "allison-digits-7": "seven"}
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert clip.labels == "forced-alignment" and clip.speaker == "allison"
+        assert abs(len(truth) - len(audio) * 25 / 16000) <= 1 and (truth != SIL).mean() > 0.5
+    seven = speech.load(next(c for c in speech.clips if c.id.endswith("7")))[1]
+    assert VISEME_INDEX["SS"] in seven and VISEME_INDEX["FF"] in seven  # s-e-v-e-n
 
 
 @pytest.fixture(scope="module")

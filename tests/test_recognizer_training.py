@@ -124,11 +124,31 @@ def test_spectrum_masks_hide_bands_and_stretches_behind_the_mean():
                                                 AudioAugmentConfig()), mel)
 
 
+def test_vocal_tract_warp_moves_formants_and_keeps_the_band_edges():
+    """A tone at 1 kHz heard through the filterbank warped by 1.1 lands in the band a 1.1 kHz
+    tone lands in unwarped; 1.0 is the runtime's own filterbank; Nyquist stays in place."""
+    from edge_runtime.audio.features import MelConfig, log_mel, mel_filterbank
+
+    cfg = MelConfig()
+    assert np.array_equal(augment.warped_filterbank(cfg, 1.0), mel_filterbank(cfg))
+    freqs = np.array([0.0, 1000.0, 7999.0, 8000.0])
+    for alpha in (0.9, 1.1):
+        moved = augment.vtlp_frequencies(freqs, alpha, 8000.0)
+        assert moved[0] == 0 and moved[1] == pytest.approx(1000 * alpha) and moved[3] == 8000
+        assert np.all(np.diff(augment.vtlp_frequencies(np.linspace(0, 8000, 257), alpha,
+                                                        8000.0)) > 0)
+    peak = lambda audio, bank=None: int(log_mel(audio, cfg, bank)[5].argmax())  # noqa: E731
+    warped = augment.warped_filterbank(cfg, 1.1)
+    assert peak(_tone(hz=1000.0), warped) == peak(_tone(hz=1100.0)) != peak(_tone(hz=1000.0))
+
+
 def test_augment_config_rejects_reversed_ranges():
     from training.errors import UserError
 
     with pytest.raises(UserError, match="speed"):
         AudioAugmentConfig(speed=(1.2, 0.8)).validate("augment")
+    with pytest.raises(UserError, match="vtlp"):
+        AudioAugmentConfig(vtlp=(0.3, 1.1)).validate("augment")
 
 
 def test_loudness_normalisation_makes_the_graph_blind_to_microphone_gain(espeak_set):

@@ -104,6 +104,23 @@ def _espeak(args: argparse.Namespace) -> None:
           f"{Path(args.out) / 'speech.jsonl'}")
 
 
+def _asterisk(args: argparse.Namespace) -> None:
+    from training.data.asterisk import SOUNDS, build_asterisk
+
+    report = build_asterisk(Path(args.out), Path(args.sounds or SOUNDS), args.fps)
+    left = ", ".join(f"{n} {why}" for why, n in report["skipped"].items() if n)
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}" + (f"; left out: {left}" if left else ""))
+
+
+def _multilingual(args: argparse.Namespace) -> None:
+    from training.data.multilingual import build_multilingual
+
+    report = build_multilingual(Path(args.out), args.utterances, args.seed, args.fps)
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}")
+
+
 def _examples(args: argparse.Namespace) -> None:
     from training.data.examples import write_examples
     from training.data.manifest import read_manifest
@@ -329,6 +346,37 @@ def build_parser() -> argparse.ArgumentParser:
     espeak.add_argument("--seed", type=int, default=0, help="sentence and voice seed")
     espeak.add_argument("--fps", type=_positive, default=25, help="video frame rate")
     espeak.set_defaults(func=_espeak)
+
+    asterisk = cmds.add_parser(
+        "asterisk", help="real recorded English speech: the Asterisk PBX prompts",
+        description="About 570 prompts recorded by Allison Smith (Debian "
+                    "asterisk-core-sounds-en-g722, 16 kHz G.722, CC-BY-SA 3.0) with their "
+                    "transcripts (asterisk-core-sounds-en), labelled by pocketsphinx forced "
+                    "alignment through the viseme map; prompts that are not speech or hold a "
+                    "word missing from CMUdict are left out. Writes OUT/speech.jsonl (real "
+                    "speech for tsd train visemes --speech).")
+    asterisk.add_argument("--out", required=True, help="output folder")
+    asterisk.add_argument("--sounds", help="folder of the prompts' .g722 files (default: where "
+                                           "asterisk-core-sounds-en-g722 installs them)")
+    asterisk.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    asterisk.set_defaults(func=_asterisk)
+
+    multilingual = cmds.add_parser(
+        "multilingual", help="speech with exact phone times from Festival's voices of real "
+                             "speakers in other languages",
+        description="Pseudo-sentences spelled by each language's rules, spoken by Festival's "
+                    "Italian, Finnish and Czech diphone voices (a woman and a man each), its "
+                    "Russian unit-selection voice and its Catalan HTS voice (Debian "
+                    "festvox-italp16k, -itapc16k, -suopuhe-lj, -suopuhe-mv, -czech-dita, "
+                    "-czech-machac, -ru, -ca-ona-hts), with the phone end times of "
+                    "utt.save.segs mapped to the visemes. Writes OUT/speech.jsonl (more real "
+                    "voices for tsd train visemes --speech).")
+    multilingual.add_argument("--out", required=True, help="output folder")
+    multilingual.add_argument("--utterances", type=_positive, default=150,
+                              help="pseudo-sentences per voice")
+    multilingual.add_argument("--seed", type=int, default=0, help="sentence seed")
+    multilingual.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    multilingual.set_defaults(func=_multilingual)
 
     preview = cmds.add_parser("preview", help="contact sheet PNG and mp4s with audio",
                               description="Renders contact_sheet.png (frames labelled with "

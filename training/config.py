@@ -708,12 +708,18 @@ class AudioAugmentConfig:
     """Stretches of log-mel frames hidden per item, each up to ``time_mask_width`` long."""
     time_mask_width: int = 4
     """Longest hidden stretch, log-mel frames (10 ms)."""
+    vtlp: tuple[float, float] = (1.0, 1.0)
+    """Vocal-tract-length perturbation: range of the factor that moves every frequency below
+    4.8 kHz (formants of a shorter or longer vocal tract, pitch and tempo kept); (1, 1) off."""
 
     def validate(self, where: str) -> None:
-        for name in ("speed", "rt60_s", "low_cut_hz", "high_cut_hz", "noise_snr_db", "gain_db"):
+        for name in ("speed", "rt60_s", "low_cut_hz", "high_cut_hz", "noise_snr_db", "gain_db",
+                     "vtlp"):
             low, high = getattr(self, name)
             _check(low <= high, where, name, "must be (low, high)")
         _check(0 < self.speed[0], where, "speed", "must be > 0")
+        _check(0.5 <= self.vtlp[0] and self.vtlp[1] <= 2.0, where, "vtlp",
+               "must lie in [0.5, 2]")
         _check(self.high_cut_hz[1] < 8000, where, "high_cut_hz",
                "must stay below 8000 Hz (16 kHz audio)")
         for name in ("reverb_probability", "band_probability", "noise_probability"):

@@ -50,10 +50,20 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10 ** (np.asarray(mel) / 2595.0) - 1.0)
 
 
+def fft_frequencies(cfg: MelConfig) -> np.ndarray:
+    """Centre frequency of each rfft bin, Hz -> [n_fft/2 + 1]."""
+    return np.linspace(0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     """Triangular filters on the HTK mel scale, area-normalised -> [n_mels, n_fft/2 + 1]."""
-    freqs = np.linspace(0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+    return filterbank_at(cfg, fft_frequencies(cfg))
+
+
+def filterbank_at(cfg: MelConfig, freqs: np.ndarray) -> np.ndarray:
+    """mel_filterbank's triangles read at frequencies ``freqs`` [n_fft/2 + 1] instead of the
+    bins' own (a warped frequency axis) -> [n_mels, n_fft/2 + 1]."""
     edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax), cfg.n_mels + 2))
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None] - lower) / (centre - lower)
@@ -68,16 +78,19 @@ def _window(cfg: MelConfig) -> np.ndarray:
     return np.hanning(cfg.win_length + 1)[:-1].astype(np.float32)
 
 
-def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
+def log_mel(audio: np.ndarray, cfg: MelConfig = MelConfig(),
+            bank: np.ndarray | None = None) -> np.ndarray:
     """audio: [N] float32 in [-1, 1] -> [1 + (N - win) // hop, n_mels] float32 (0 rows if N
-    is shorter than one window)."""
+    is shorter than one window). ``bank`` [n_mels, n_fft/2 + 1] replaces the mel filterbank
+    (training's vocal-tract-length perturbation)."""
     audio = np.asarray(audio, dtype=np.float32)
     if len(audio) < cfg.win_length:
         return np.zeros((0, cfg.n_mels), np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(audio, cfg.win_length)[::cfg.hop_length]
     spectrum = np.fft.rfft(frames * _window(cfg), n=cfg.n_fft, axis=1)
     power = spectrum.real ** 2 + spectrum.imag ** 2
-    return np.log(np.maximum(power @ mel_filterbank(cfg).T, cfg.floor)).astype(np.float32)
+    bank = mel_filterbank(cfg) if bank is None else bank
+    return np.log(np.maximum(power @ bank.T, cfg.floor)).astype(np.float32)
 
 
 class StreamingLogMel:

@@ -11,6 +11,8 @@ Inventories mapped here:
   with stress marks allowed.
 - Festival's English phone set (``radio``: lower-case ARPAbet with ``ax`` for the schwa and
   syllabic ``el em en``), as its diphone voices write them in ``utt.save.segs``.
+- The phone sets of Festival's voices in other languages (Italian, Finnish, Czech, Russian,
+  Catalan), mapped by the place and rounding their phone set files give each phone.
 """
 
 from __future__ import annotations
@@ -87,6 +89,55 @@ ESPEAK_TO_VISEME: dict[str, str] = {
     # glides
     "j": "I", ";": "I", "w": "U", "w#": "U",
 }
+# Festival's phone sets in other languages, by language (festival_to_viseme's ``language``).
+# Stress digits and length marks are stripped first (``a1``, ``a:`` -> ``a``). Rounded front
+# vowels take the rounded shape (Finnish y -> U, o-umlaut -> O); open front ones (Finnish
+# a-umlaut, written @) the open one; dental and alveolar affricates (ts, dz, Czech c) are
+# sibilants; palatal nasals and laterals (J, L, n~) the tongue-up nn; n before f (nf) is
+# labiodental.
+FESTIVAL_LANGUAGE_TO_VISEME: dict[str, dict[str, str]] = {
+    "italian": {
+        "#": "sil", "a": "aa", "e": "E", "E": "E", "i": "I", "o": "O", "O": "O", "u": "U",
+        "j": "I", "w": "U", "p": "PP", "b": "PP", "m": "PP", "f": "FF", "v": "FF", "nf": "FF",
+        "t": "DD", "d": "DD", "k": "kk", "g": "kk", "ng": "kk", "s": "SS", "z": "SS",
+        "ts": "SS", "dz": "SS", "S": "CH", "Z": "CH", "tS": "CH", "dZ": "CH", "n": "nn",
+        "J": "nn", "l": "nn", "L": "nn", "r": "RR",
+    },
+    "finnish": {
+        "#": "sil", "##": "sil", "a": "aa", "@": "aa", "e": "E", "&": "E", "i": "I", "o": "O",
+        "7": "O",
+        "u": "U", "y": "U", "p": "PP", "b": "PP", "m": "PP", "f": "FF", "v": "FF",
+        "T": "TH", "D": "TH", "t": "DD", "d": "DD", "k": "kk", "g": "kk", "h": "kk",
+        "N": "kk", "s": "SS", "z": "SS", "S": "CH", "Z": "CH", "n": "nn", "l": "nn",
+        "L": "nn", "r": "RR", "j": "I", "w": "U",
+    },
+    "czech": {
+        "#": "sil", "_": "kk", "a": "aa", "e": "E", "i": "I", "o": "O", "u": "U",
+        "p": "PP", "b": "PP", "m": "PP", "f": "FF", "v": "FF", "t": "DD", "d": "DD",
+        "t~": "DD", "d~": "DD", "k": "kk", "g": "kk", "ch": "kk", "h": "kk", "n*": "kk",
+        "s": "SS", "z": "SS", "c": "SS", "dz": "SS", "s~": "CH", "z~": "CH", "c~": "CH",
+        "dz~": "CH", "n": "nn", "n~": "nn", "l": "nn", "r": "RR", "r~": "RR", "r~*": "RR",
+        "j": "I",
+    },
+    "russian": {
+        "pau": "sil", "a": "aa", "aa": "aa", "e": "E", "ee": "E", "ae": "E", "ay": "E",
+        "i": "I", "ii": "I", "y": "I", "yy": "I", "oo": "O", "u": "U", "uu": "U", "ur": "U",
+        "p": "PP", "pp": "PP", "b": "PP", "bb": "PP", "m": "PP", "mm": "PP", "f": "FF",
+        "ff": "FF", "v": "FF", "vv": "FF", "t": "DD", "tt": "DD", "d": "DD", "dd": "DD",
+        "k": "kk", "kk": "kk", "g": "kk", "gg": "kk", "h": "kk", "hh": "kk", "s": "SS",
+        "ss": "SS", "z": "SS", "zz": "SS", "c": "SS", "sh": "CH", "zh": "CH", "ch": "CH",
+        "sch": "CH", "n": "nn", "nn": "nn", "l": "nn", "ll": "nn", "r": "RR", "rr": "RR",
+        "j": "I",
+    },
+    "catalan": {
+        "pau": "sil", "#": "sil", "_": "sil", "a": "aa", "ax": "E", "e": "E", "E": "E",
+        "i": "I", "o": "O", "O": "O", "u": "U", "j": "I", "w": "U", "p": "PP", "b": "PP",
+        "m": "PP", "f": "FF", "t": "DD", "d": "DD", "k": "kk", "g": "kk", "s": "SS",
+        "z": "SS", "S": "CH", "Z": "CH", "n": "nn", "J": "nn", "l": "nn", "L": "nn",
+        "r": "RR", "rr": "RR",
+    },
+}
+
 # Stress and syllable marks that espeak-ng prefixes to a mnemonic in phoneme events.
 ESPEAK_STRESS_MARKS = "',%="
 
@@ -112,10 +163,18 @@ def arpabet_to_viseme(phone: str) -> int:
     return VISEME_INDEX[ARPABET_TO_VISEME[base]]
 
 
-def festival_to_viseme(phone: str) -> int:
-    """Festival phone (``pau``, ``hh``, ``ax``, ...) -> viseme id."""
-    name = phone.strip().lower()
-    return arpabet_to_viseme(FESTIVAL_TO_ARPABET.get(name, name))
+def festival_to_viseme(phone: str, language: str = "english") -> int:
+    """Festival phone (``pau``, ``hh``, ``ax``, ...) of a voice speaking ``language`` ->
+    viseme id."""
+    if language == "english":
+        name = phone.strip().lower()
+        return arpabet_to_viseme(FESTIVAL_TO_ARPABET.get(name, name))
+    phones = FESTIVAL_LANGUAGE_TO_VISEME[language]
+    name = phone.strip()
+    base = name if name in phones else name.rstrip("1:")
+    if base not in phones:
+        raise KeyError(f"unknown {language} Festival phone {phone!r}")
+    return VISEME_INDEX[phones[base]]
 
 
 def espeak_to_viseme(mnemonic: str) -> int:

@@ -1,7 +1,8 @@
 """What a cheap microphone in a real room does to speech, simulated for recogniser training:
 speed (and with it pitch), room reverberation, the microphone's band limits, background noise
-(white, fan, mains hum, street, babble of other voices) at 0-30 dB SNR, and gain; and
-SpecAugment's masks on the log-mel window.
+(white, fan, mains hum, street, babble of other voices) at 0-30 dB SNR, and gain; and on the
+features, another speaker's vocal-tract length (a warped mel filterbank) and SpecAugment's
+masks on the log-mel window.
 
 Every function takes and returns float32 audio [N] at 16 kHz and draws from the given
 generator only, so an item is reproducible from its seed.
@@ -14,10 +15,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
-from edge_runtime.audio.features import SAMPLE_RATE
+from edge_runtime.audio.features import SAMPLE_RATE, MelConfig, fft_frequencies, filterbank_at
 from training.config import AudioAugmentConfig
 
 NOISE_KINDS = ("white", "fan", "hum", "street", "babble")
+VTLP_KNEE_HZ = 4800.0
+"""Frequencies below the knee scale with the warp factor; above it the warp runs straight to
+the Nyquist frequency, which stays in place (Jaitly and Hinton's VTLP)."""
 
 
 def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
@@ -119,3 +123,18 @@ def mask_spectrum(mel: np.ndarray, rng: np.random.Generator, config: AudioAugmen
         start = int(rng.integers(0, mel.shape[0] - width + 1))
         out[start:start + width] = fill
     return out
+
+
+def vtlp_frequencies(freqs: np.ndarray, alpha: float, nyquist: float) -> np.ndarray:
+    """Where a speaker whose formants lie ``alpha`` times higher puts each frequency [F]."""
+    low = VTLP_KNEE_HZ * min(alpha, 1.0)
+    knee = low / alpha
+    above = nyquist - (nyquist - low) / (nyquist - knee) * (nyquist - freqs)
+    return np.where(freqs <= knee, freqs * alpha, above)
+
+
+def warped_filterbank(cfg: MelConfig, alpha: float) -> np.ndarray:
+    """The mel filterbank [n_mels, n_fft/2 + 1] that hears audio as a speaker with formants
+    ``alpha`` times higher would sound: each band reads the bins that the warp moves into it."""
+    freqs = fft_frequencies(cfg)
+    return filterbank_at(cfg, vtlp_frequencies(freqs, alpha, cfg.sample_rate / 2))

@@ -35,10 +35,13 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", " ").replace('"', " ") + '"'
 
 
-def synthesize_batch(texts: list[str], voice: str) -> list[TtsUtterance]:
-    """Speak each text with one festival process."""
+def synthesize_batch(texts: list[str], voice: str, language: str = "english",
+                     encoding: str = "utf-8", install: str = INSTALL) -> list[TtsUtterance]:
+    """Speak each text with one festival process; ``language`` names the voice's phone set
+    (vocabulary.festival_to_viseme), ``encoding`` the text encoding its front end reads and
+    ``install`` the packages that provide it."""
     if shutil.which("festival") is None:
-        raise UserError(f"festival is not installed ({INSTALL})")
+        raise UserError(f"festival is not installed ({install})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         script = [f"(voice_{voice})"]
@@ -46,25 +49,26 @@ def synthesize_batch(texts: list[str], voice: str) -> list[TtsUtterance]:
             script += [f"(set! u (Utterance Text {_scheme_string(text)}))", "(utt.synth u)",
                        f'(utt.save.wave u "{folder}/{i}.wav" \'riff)',
                        f'(utt.save.segs u "{folder}/{i}.segs")']
-        (folder / "script.scm").write_text("\n".join(script) + "\n")
+        (folder / "script.scm").write_bytes(("\n".join(script) + "\n").encode(encoding))
         done = subprocess.run(["festival", "-b", str(folder / "script.scm")],
                               capture_output=True, text=True, timeout=600)
         if done.returncode or not (folder / f"{len(texts) - 1}.segs").is_file():
             reason = (done.stderr.strip() or done.stdout.strip()).splitlines()
             raise UserError(f"festival voice {voice} failed: {reason[-1] if reason else '?'} "
-                            "(apt-get install festvox-kallpc16k festvox-kdlpc16k)")
-        return [_read(folder / f"{i}.wav", folder / f"{i}.segs") for i in range(len(texts))]
+                            f"({install})")
+        return [_read(folder / f"{i}.wav", folder / f"{i}.segs", language)
+                for i in range(len(texts))]
 
 
-def _read(wav: Path, segs: Path) -> TtsUtterance:
+def _read(wav: Path, segs: Path, language: str) -> TtsUtterance:
     audio = resample(*read_wav(wav))
     phones, start = [], 0.0
-    for line in segs.read_text().splitlines():
+    for line in segs.read_text(errors="replace").splitlines():
         parts = line.split()
         if len(parts) != 3 or line.startswith("#"):
             continue
         end = float(parts[0])
-        phones.append(Segment(parts[2], start, end, festival_to_viseme(parts[2])))
+        phones.append(Segment(parts[2], start, end, festival_to_viseme(parts[2], language)))
         start = end
     return TtsUtterance(audio, phones)
 

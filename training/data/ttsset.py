@@ -69,14 +69,18 @@ def sentences(count: int, seed: int) -> list[str]:
 
 
 def build_tts_set(out: Path, source: str, voices: tuple[str, ...], speak: Speaker,
-                  utterances: int, seed: int, fps: int, check: int, batch: int) -> dict:
+                  utterances: int, seed: int, fps: int, check: int, batch: int,
+                  texts_of: Callable[[str], list[str]] | None = None) -> dict:
     """OUT/speech.jsonl: ``utterances`` sentences per voice with exact labels, clips named
-    VOICE-NNNN; OUT/alignment-check.json: forced alignment against those labels."""
+    VOICE-NNNN; OUT/alignment-check.json: forced alignment (English) against those labels on
+    the first ``check`` of each voice. ``texts_of(voice)`` gives a voice its own texts
+    (default: the same English sentences for every voice)."""
     out.mkdir(parents=True, exist_ok=True)
-    texts = sentences(utterances, seed)
+    english = sentences(utterances, seed) if texts_of is None else []
     clips, rows = [], []
-    with tqdm(total=len(texts) * len(voices), desc=source, unit="utt") as bar:
+    with tqdm(total=utterances * len(voices), desc=source, unit="utt") as bar:
         for voice in voices:
+            texts = english if texts_of is None else texts_of(voice)
             spoken = []
             for first in range(0, len(texts), batch):
                 spoken += speak(texts[first:first + batch], voice)

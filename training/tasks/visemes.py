@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from edge_runtime.audio.features import SAMPLE_RATE, MelConfig, log_mel
 from training.config import VisemeRecognizerConfig, VisemeRunConfig
-from training.data.augment import change_speed, degrade, mask_spectrum
+from training.data.augment import change_speed, degrade, mask_spectrum, warped_filterbank
 from training.data.manifest import Manifest
 from training.data.media import read_wav
 from training.data.realspeech import read_speech_manifest
@@ -155,7 +155,10 @@ class AudioVisemeDataset(Dataset):
         heard = degrade(change_speed(original, speed), rng, augment,
                         functools.partial(self._other_speech, exclude=audio))
         segment = _cut(heard, history, length)
-        mel = log_mel(segment, mel_config(cfg))[:cfg.window]
+        bank = None
+        if augment.vtlp != (1.0, 1.0):
+            bank = warped_filterbank(mel_config(cfg), float(rng.uniform(*augment.vtlp)))
+        mel = log_mel(segment, mel_config(cfg), bank)[:cfg.window]
         return mask_spectrum(mel, rng, augment), viseme
 
     def _other_speech(self, rng: np.random.Generator, n: int, exclude: np.ndarray
