@@ -4,9 +4,10 @@ device runs on microphone audio.
 Items are single video frames: the log-mel window around the frame (computed with the
 runtime's own front end, so training and device features are identical) and the frame's
 ground-truth viseme. Utterances come from the synthetic dataset's clips and from speech sets
-(``--speech``: Festival's and espeak-ng's voices, training.data.festival and
-training.data.voices; one utterance in ten of each is held out for validation). Training
-audio passes through training.data.augment (speed, rooms, microphones, backgrounds, gain).
+(``--speech``: Festival's, flite's and espeak-ng's voices, training.data.festival, .flite
+and .voices, and real recordings, training.data.asterisk; one utterance in ten of each is held
+out for validation). Training audio passes through training.data.augment (speed, rooms,
+microphones, backgrounds, gain; optionally a vocal-tract warp of the filterbank).
 Metrics: frame accuracy and class-balanced accuracy on the held-out utterances.
 """
 
