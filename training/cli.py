@@ -54,12 +54,17 @@ def _lrs3(args: argparse.Namespace) -> None:
     print(f"{len(records)} clips -> {Path(args.out) / 'manifest.jsonl'}")
 
 
+def _written(args: argparse.Namespace, report: dict, extra: str = "") -> None:
+    """The summary line of a speech set builder (tsd data real-speech, festival, ...)."""
+    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
+          f"{Path(args.out) / 'speech.jsonl'}{extra}")
+
+
 def _real_speech(args: argparse.Namespace) -> None:
     from training.data.realspeech import build_real_speech
 
     report = build_real_speech(Path(args.out), Path(args.testdata), args.fps)
-    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}")
+    _written(args, report)
     for name, row in report["self_agreement"].items():
         print(f"forced alignment vs itself under {name}: {row['agreement']:.3f} of frames "
               f"(+-1 frame {row['agreement_1frame']:.3f}; {row['failed_utterances']} failed)")
@@ -81,8 +86,7 @@ def _flite(args: argparse.Namespace) -> None:
 
 def _tts_report(args: argparse.Namespace, report: dict) -> None:
     check = report["forced_alignment_vs_exact"]
-    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}")
+    _written(args, report)
     print(f"forced alignment vs exact labels on {check['utterances']} utterances: "
           f"{check['agreement']:.3f} of frames (+-1 frame {check['agreement_1frame']:.3f})")
 
@@ -100,8 +104,7 @@ def _espeak(args: argparse.Namespace) -> None:
     from training.data.voices import build_espeak
 
     report = build_espeak(Path(args.out), args.utterances, args.seed, args.fps)
-    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}")
+    _written(args, report)
 
 
 def _asterisk(args: argparse.Namespace) -> None:
@@ -109,16 +112,14 @@ def _asterisk(args: argparse.Namespace) -> None:
 
     report = build_asterisk(Path(args.out), Path(args.sounds or SOUNDS), args.fps)
     left = ", ".join(f"{n} {why}" for why, n in report["skipped"].items() if n)
-    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}" + (f"; left out: {left}" if left else ""))
+    _written(args, report, f"; left out: {left}" if left else "")
 
 
 def _multilingual(args: argparse.Namespace) -> None:
     from training.data.multilingual import build_multilingual
 
     report = build_multilingual(Path(args.out), args.utterances, args.seed, args.fps)
-    print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}")
+    _written(args, report)
 
 
 def _examples(args: argparse.Namespace) -> None:

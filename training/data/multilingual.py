@@ -18,7 +18,6 @@ these sets carry no alignment check.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,10 +115,6 @@ def speak(texts: list[str], voice: str) -> list[TtsUtterance]:
 def build_multilingual(out: Path, utterances: int, seed: int = 0, fps: int = 25) -> dict:
     """OUT/speech.jsonl: ``utterances`` pseudo-sentences per voice with exact labels
     (training.data.ttsset.build_tts_set, without the English alignment check)."""
-    texts_of = functools.partial(_texts, utterances=utterances, seed=seed)
     return build_tts_set(out, "festival-multilingual", tuple(VOICES), speak, utterances, seed,
-                         fps, 0, BATCH, texts_of)
-
-
-def _texts(voice: str, utterances: int, seed: int) -> list[str]:
-    return pseudo_sentences(VOICES[voice], utterances, seed)
+                         fps, 0, BATCH,
+                         lambda voice: pseudo_sentences(VOICES[voice], utterances, seed))

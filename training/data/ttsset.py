@@ -76,11 +76,13 @@ def build_tts_set(out: Path, source: str, voices: tuple[str, ...], speak: Speake
     the first ``check`` of each voice. ``texts_of(voice)`` gives a voice its own texts
     (default: the same English sentences for every voice)."""
     out.mkdir(parents=True, exist_ok=True)
-    english = sentences(utterances, seed) if texts_of is None else []
+    if texts_of is None:
+        english = sentences(utterances, seed)
+        texts_of = lambda voice: english  # noqa: E731
     clips, rows = [], []
     with tqdm(total=utterances * len(voices), desc=source, unit="utt") as bar:
         for voice in voices:
-            texts = english if texts_of is None else texts_of(voice)
+            texts = texts_of(voice)
             spoken = []
             for first in range(0, len(texts), batch):
                 spoken += speak(texts[first:first + batch], voice)
