@@ -87,3 +87,15 @@ def test_mouth_feature_term_loads_the_sync_expert_and_weighs_in(tiny_dataset, ti
             totals[weight], logs = task.loss(task.model, batch, step_generator(0, 0, 0))
     assert logs["mouth_feature"] > 0
     assert abs(float(totals[0.5] - totals[0.0]) - 0.5 * logs["mouth_feature"]) < 1e-5
+
+
+def test_to_moves_every_frozen_network_with_the_task(tiny_dataset, tiny_ae, tiny_idenc,
+                                                     tiny_teacher):
+    """The trainer moves the model; the networks the task holds beside it (teacher,
+    consistency target, autoencoder, identity encoder) follow through task.to, or a GPU run
+    fails at its first step."""
+    _, task = make(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher)
+    task.to(torch.device("meta"))
+    for net in (task.teacher, task.target, task.autoencoder, task.identity):
+        assert {p.device.type for p in net.parameters()} == {"meta"}
+    assert {p.device.type for p in task.model.parameters()} == {"cpu"}

@@ -62,7 +62,8 @@ class Task(Protocol):
     # Optional: after_step(model) runs after every optimizer step (e.g. a consistency
     # target network), state_dict() / load_state_dict(state) carry task state in
     # last.pt so a resumed run stays exact, and start_from(model) sets that state from a
-    # model loaded by ``Trainer.start_from``.
+    # model loaded by ``Trainer.start_from``, and to(device) moves the frozen networks a task
+    # holds beside its model to the trainer's device.
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ class Trainer:
         self.device = torch.device("cuda", self.info.rank % torch.cuda.device_count()) \
             if torch.cuda.is_available() else torch.device("cpu")
         self.model = task.model.to(self.device)
+        if hasattr(task, "to"):
+            task.to(self.device)
         self.ema = AveragedModel(self.model, avg_fn=ema_avg_fn(config.ema_decay))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)

@@ -31,8 +31,9 @@ def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> 
 def jitter(images: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
     """Random brightness/contrast and a small translation per image ([B, 3, H, W])."""
     b = images.shape[0]
-    gain = 1 + amount * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
-    bias = amount * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    # drawn on the CPU generator, so a run's jitter is the same on every device
+    gain = 1 + amount * (2 * torch.rand(b, 1, 1, 1, generator=generator).to(images.device) - 1)
+    bias = amount * (2 * torch.rand(b, 1, 1, 1, generator=generator).to(images.device) - 1)
     shift = (amount * 16 * (2 * torch.rand(b, 2, generator=generator) - 1)).round().long()
     out = (images * gain + bias).clamp(-1, 1)
     return torch.stack([torch.roll(img, (int(dy), int(dx)), dims=(1, 2))
@@ -77,7 +78,7 @@ class IdentityTask:
             labels.append(lab)
             clips.append(batch["clip"].repeat(2))
         emb, lab, clip = torch.cat(embs), torch.cat(labels), torch.cat(clips)
-        eye = torch.eye(len(lab), dtype=torch.bool)
+        eye = torch.eye(len(lab), dtype=torch.bool, device=lab.device)
         same, other = (lab[:, None] == lab[None, :]) & ~eye, lab[:, None] != lab[None, :]
         cos = emb @ emb.T
         result = {"val_loss": float(supcon_loss(emb, lab, self.config.temperature)),

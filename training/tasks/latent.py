@@ -47,6 +47,12 @@ class LatentTask:
         val_window = dataclasses.replace(window, p_cross=0.0)
         self.val_set = TalkingFaceDataset(manifest, "val", val_window, seed + 1, 2)
 
+    def to(self, device: torch.device) -> None:
+        """Moves the frozen networks to the trainer's device (the model moves itself)."""
+        for net in (self.autoencoder, self.identity, self.sync):
+            if net is not None:
+                net.to(device)
+
     def condition(self, batch: dict):
         """-> z0 [B, T, C, h, w], ref latent [B, C, h, w], identity [B, D] (no gradients)."""
         frames = batch["frames"]

@@ -72,8 +72,9 @@ def jitter_boxes(boxes: torch.Tensor, amount: float, generator: torch.Generator
     draw per sample, so a window's crops stay aligned with each other)."""
     b = boxes.shape[0]
     size = (boxes[..., 2:] - boxes[..., :2])  # [B, T, 2]
-    shift = (torch.rand(b, 1, 2, generator=generator) * 2 - 1) * amount * size
-    scale = 1 + (torch.rand(b, 1, 1, generator=generator) * 2 - 1) * amount
+    # drawn on the CPU generator, so a run's jitter is the same on every device
+    shift = (torch.rand(b, 1, 2, generator=generator).to(size.device) * 2 - 1) * amount * size
+    scale = 1 + (torch.rand(b, 1, 1, generator=generator).to(size.device) * 2 - 1) * amount
     centre = (boxes[..., 2:] + boxes[..., :2]) / 2 + shift
     half = size * scale / 2
     return torch.cat([centre - half, centre + half], dim=-1)

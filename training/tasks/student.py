@@ -54,6 +54,11 @@ class StudentTask(LatentTask):
         self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
                                     dtype=torch.float32)
 
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        self.target.to(device)
+        self.teacher.to(device)
+
     def x0(self, model: nn.Module, x, t, ref, ident, visemes) -> torch.Tensor:
         """Student/target consistency function f(x, t) -> x0, all frames [B, T, C, h, w]."""
         return student_x0(model, x, t, ref, ident, visemes)
@@ -63,8 +68,8 @@ class StudentTask(LatentTask):
         z0, ref, ident = self.condition(batch)
         visemes = batch["visemes"]
         index = torch.randint(0, len(self.grid) - 1, (len(z0),), generator=generator)
-        t_lo, t_hi = self.grid[index], self.grid[index + 1]
-        eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)
+        t_lo, t_hi = self.grid[index].to(z0.device), self.grid[index + 1].to(z0.device)
+        eps = torch.randn(z0[:, :1].shape, generator=generator).to(z0.device).expand_as(z0)
         x_hi = q_sample(z0, t_hi[:, None], eps)
         with torch.no_grad():
             eps_teacher = self.predict(self.teacher, x_hi, t_hi, ref, ident, visemes)
@@ -143,9 +148,9 @@ def sample_windows(latents: LatentTask, model: nn.Module, batch: dict, schedule:
     z0, ref, ident = cond or latents.condition(batch)
     b, n = z0.shape[:2]
     shape = (b, 1, *z0.shape[2:])
-    noise = torch.randn(shape, generator=generator).expand_as(z0)
+    noise = torch.randn(shape, generator=generator).to(z0.device).expand_as(z0)
     start = start_latent(noise, schedule, ref[:, None])
-    renoise = torch.randn((max(schedule.steps - 1, 1), *shape), generator=generator)
+    renoise = torch.randn((max(schedule.steps - 1, 1), *shape), generator=generator).to(z0.device)
     renoise = renoise.expand(-1, -1, n, -1, -1, -1)
 
     def f(x, t):

@@ -34,7 +34,7 @@ def audio_windows(audio: torch.Tensor, frames: int, max_offset: int, fps: int = 
     [B, 2K + 1, 4 * frames, n_mels]. Zero-padded so the last window is complete."""
     spf = SAMPLE_RATE // fps
     pad = MEL.win_length - MEL.hop_length
-    padded = np.pad(audio.numpy(), ((0, 0), (0, pad)))
+    padded = np.pad(audio.cpu().numpy(), ((0, 0), (0, pad)))
     out = []
     for clip in padded:
         windows = []
@@ -73,9 +73,10 @@ class SyncTask:
         video, audio = self.embed(model, batch)
         k, tau = self.config.max_offset, self.config.temperature
         aligned = audio[:, k]
-        content = F.cross_entropy(video @ aligned.T / tau, torch.arange(len(video)))
+        labels = torch.arange(len(video), device=video.device)
+        content = F.cross_entropy(video @ aligned.T / tau, labels)
         offsets = torch.einsum("bd,bod->bo", video, audio) / tau
-        timing = F.cross_entropy(offsets, torch.full((len(video),), k))
+        timing = F.cross_entropy(offsets, torch.full((len(video),), k, device=offsets.device))
         return {"content": content, "timing": timing, "video": video, "audio": audio}
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):

@@ -41,7 +41,8 @@ class TeacherTask(LatentTask):
     def _times(self, cross: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         lo = torch.where(cross, torch.tensor(self.config.loss.cross_t_min),
                          torch.tensor(self.config.loss.t_min))
-        return lo + (T_MAX - lo) * torch.rand(len(cross), generator=generator)
+        # drawn on the CPU generator, so a run's noise is the same on every device
+        return lo + (T_MAX - lo) * torch.rand(len(cross), generator=generator).to(cross.device)
 
     def loss(self, model: nn.Module, batch: dict, generator: torch.Generator):
         cfg = self.config.loss
@@ -49,7 +50,8 @@ class TeacherTask(LatentTask):
         cross = batch["ref_cross"]
         real = (~cross).float()
         t = self._times(cross, generator)
-        eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)  # shared per clip
+        eps = torch.randn(z0[:, :1].shape, generator=generator).to(z0.device).expand_as(z0)
+        # ^ shared per clip
         x = q_sample(z0, t, eps)
         eps_hat = self.predict(model, x, t, ref, ident, batch["visemes"])
         per_sample = (eps_hat - eps).pow(2).flatten(1).mean(1)
@@ -76,9 +78,9 @@ class TeacherTask(LatentTask):
         mse, quality, count = 0.0, {t: 0.0 for t in VAL_TIMES}, 0
         for batch in batches:
             z0, ref, ident = self.condition(batch)
-            eps = torch.randn(z0[:, :1].shape, generator=generator).expand_as(z0)
+            eps = torch.randn(z0[:, :1].shape, generator=generator).to(z0.device).expand_as(z0)
             for t_value in VAL_TIMES:
-                t = torch.full((len(z0),), t_value)
+                t = torch.full((len(z0),), t_value, device=z0.device)
                 x = q_sample(z0, t, eps)
                 eps_hat = self.predict(model, x, t, ref, ident, batch["visemes"])
                 mse += float(F.mse_loss(eps_hat, eps))

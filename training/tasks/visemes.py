@@ -200,7 +200,7 @@ class VisemeTask:
             losses.append(float(F.cross_entropy(logits, batch["viseme"])))
             predicted.append(logits.argmax(1))
             truth.append(batch["viseme"])
-        scores = viseme_accuracy(torch.cat(predicted).numpy(), torch.cat(truth).numpy())
+        scores = viseme_accuracy(torch.cat(predicted).cpu().numpy(), torch.cat(truth).cpu().numpy())
         return {"val_loss": float(np.mean(losses))} | scores
 
     def finish(self, model: nn.Module) -> None:
