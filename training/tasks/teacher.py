@@ -50,8 +50,8 @@ class TeacherTask(LatentTask):
         cross = batch["ref_cross"]
         real = (~cross).float()
         t = self._times(cross, generator)
+        # one noise per clip, shared by its frames
         eps = torch.randn(z0[:, :1].shape, generator=generator).to(z0.device).expand_as(z0)
-        # ^ shared per clip
         x = q_sample(z0, t, eps)
         eps_hat = self.predict(model, x, t, ref, ident, batch["visemes"])
         per_sample = (eps_hat - eps).pow(2).flatten(1).mean(1)
