@@ -105,8 +105,7 @@ FESTIVAL_LANGUAGE_TO_VISEME: dict[str, dict[str, str]] = {
     },
     "finnish": {
         "#": "sil", "##": "sil", "a": "aa", "@": "aa", "e": "E", "&": "E", "i": "I", "o": "O",
-        "7": "O",
-        "u": "U", "y": "U", "p": "PP", "b": "PP", "m": "PP", "f": "FF", "v": "FF",
+        "7": "O", "u": "U", "y": "U", "p": "PP", "b": "PP", "m": "PP", "f": "FF", "v": "FF",
         "T": "TH", "D": "TH", "t": "DD", "d": "DD", "k": "kk", "g": "kk", "h": "kk",
         "N": "kk", "s": "SS", "z": "SS", "S": "CH", "Z": "CH", "n": "nn", "l": "nn",
         "L": "nn", "r": "RR", "j": "I", "w": "U",

@@ -78,7 +78,9 @@ def build_tts_set(out: Path, source: str, voices: tuple[str, ...], speak: Speake
     out.mkdir(parents=True, exist_ok=True)
     if texts_of is None:
         english = sentences(utterances, seed)
-        texts_of = lambda voice: english  # noqa: E731
+
+        def texts_of(voice: str) -> list[str]:
+            return english
     clips, rows = [], []
     with tqdm(total=utterances * len(voices), desc=source, unit="utt") as bar:
         for voice in voices:

@@ -30,7 +30,7 @@ MEL_PER_FRAME = 4  # 40 ms video frame / 10 ms hop
 
 def audio_windows(audio: torch.Tensor, frames: int, max_offset: int, fps: int = 25
                   ) -> torch.Tensor:
-    """audio [B, (frames + 2K) * spf] -> log-mel windows for offsets -K..K:
+    """audio [B, (frames + 2K) * spf] (any device) -> log-mel windows for offsets -K..K:
     [B, 2K + 1, 4 * frames, n_mels]. Zero-padded so the last window is complete."""
     spf = SAMPLE_RATE // fps
     pad = MEL.win_length - MEL.hop_length
@@ -114,7 +114,7 @@ def sync_loss(expert: SyncExpert, images: torch.Tensor, boxes: torch.Tensor,
     under them. images: [B, T, 3, H, W]; boxes: [B, T, 4]; audio: [B, T * SAMPLE_RATE/fps]."""
     n = expert.config.frames
     crops = mouth_windows(expert, images, boxes)
-    mel = audio_windows(audio[:, :n * (SAMPLE_RATE // fps)].cpu(), n, 0, fps)[:, 0]
+    mel = audio_windows(audio[:, :n * (SAMPLE_RATE // fps)], n, 0, fps)[:, 0]
     return 1 - (expert.embed_video(crops) * expert.embed_audio(mel.to(images.device))).sum(1)
 
 
