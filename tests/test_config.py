@@ -123,14 +123,6 @@ def test_terms_of_the_sync_expert_need_one(tmp_path, loss):
         load_config(path, StudentRunConfig)
 
 
-def test_mouth_viseme_needs_a_critic(tmp_path):
-    from training.config import StudentRunConfig
-
-    path = write(tmp_path, "loss: {mouth_viseme: 0.01}\n")
-    with pytest.raises(ConfigError, match="bad.yaml.viseme_critic: is needed when"):
-        load_config(path, StudentRunConfig)
-
-
 def test_extends_merges_the_base_under_the_file(tmp_path):
     from training.config import StudentRunConfig
 

@@ -89,54 +89,6 @@ def test_mouth_feature_term_loads_the_sync_expert_and_weighs_in(tiny_dataset, ti
     assert abs(float(totals[0.5] - totals[0.0]) - 0.5 * logs["mouth_feature"]) < 1e-5
 
 
-def test_mouth_viseme_term_loads_the_critic_and_weighs_in(tiny_dataset, tiny_ae, tiny_idenc,
-                                                          tiny_teacher, tiny_lipread):
-    """loss.mouth_viseme loads the viseme critic (a lip reader) only when weighted; the total
-    moves by exactly the weight times the logged term."""
-    from training.trainer import step_generator
-
-    config, _ = make(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher)
-    config = dataclasses.replace(config, viseme_critic=str(tiny_lipread),
-                                 window=dataclasses.replace(config.window, frames=5))
-    totals = {}
-    for weight in (0.0, 0.5):
-        run = dataclasses.replace(config, loss=dataclasses.replace(config.loss,
-                                                                   mouth_viseme=weight))
-        task = StudentTask(run, read_manifest(tiny_dataset))
-        assert (task.critic is not None) == (weight > 0)
-        batch = next(iter(torch.utils.data.DataLoader(task.train_set, batch_size=2)))
-        with torch.no_grad():
-            totals[weight], logs = task.loss(task.model, batch, step_generator(0, 0, 0))
-    assert logs["mouth_viseme"] > 0
-    assert abs(float(totals[0.5] - totals[0.0]) - 0.5 * logs["mouth_viseme"]) < 1e-5
-
-
-def test_viseme_critic_reads_the_windows_the_eval_reads(tiny_dataset, tiny_lipread):
-    """Each frame with a whole window is scored as tsd eval's reader scores it: the crops of
-    frames t-1..t+1 in order, labelled with frame t's own viseme."""
-    import torch.nn.functional as F
-
-    from training.config import WindowConfig
-    from training.data.dataset import TalkingFaceDataset
-    from training.models.lipread import crop_windows
-    from training.models.loading import load_frozen
-    from training.models.sync import mouth_crops
-    from training.tasks.lipread import viseme_critic_loss
-
-    reader = load_frozen(tiny_lipread, "lip reader")
-    window = WindowConfig(frames=5, viseme_context=2, p_cross=0.0, with_flow=False)
-    data = TalkingFaceDataset(read_manifest(tiny_dataset), "train", window, 0, 2)
-    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=2)))
-    frames, boxes, visemes = batch["frames"], batch["mouth_boxes"], batch["visemes"]
-    expected = []
-    for sample in range(2):
-        crops = mouth_crops(frames[sample], boxes[sample], reader.config.crop)
-        logits = reader(crop_windows(crops, reader.config.frames)[1:4])
-        expected.append(F.cross_entropy(logits, visemes[sample, 1:4, 2]))
-    assert torch.allclose(viseme_critic_loss(reader, frames, boxes, visemes),
-                          torch.stack(expected), atol=1e-5)
-
-
 def test_to_moves_every_frozen_network_with_the_task(tiny_dataset, tiny_ae, tiny_idenc,
                                                      tiny_teacher):
     """The trainer moves the model; the networks the task holds beside it (teacher,

@@ -569,12 +569,6 @@ class StudentLossConfig:
     """Distance between the sync expert's video-trunk activations for the decoded and the true
     mouth windows (a perceptual mouth-shape term; needs ``sync_expert``; 0 = off)."""
 
-    mouth_viseme: float = 0.0
-    """Cross-entropy of a frozen lip reader (``viseme_critic``, trained apart from the one
-    ``tsd eval`` scores with) on the decoded mouth windows against the driving visemes: the
-    regression terms pull a mouth the latent leaves uncertain to its average shape, this
-    one pulls it to the viseme's (0 = off)."""
-
     def needs_sync_expert(self) -> bool:
         return self.sync > 0 or self.mouth_feature > 0
 
@@ -604,15 +598,11 @@ class StudentRunConfig:
     """Frozen identity encoder."""
     sync_expert: str | None = None
     """Frozen sync expert (final.pt of tsd train sync) for the sync term."""
-    viseme_critic: str | None = None
-    """Frozen lip reader (final.pt of tsd train lipread) for loss.mouth_viseme."""
     items_per_clip: int = 8
     """Windows per clip per epoch."""
 
     def validate(self, where: str) -> None:
         _validate_latent_run(self, where)
-        _check(self.loss.mouth_viseme <= 0 or self.viseme_critic is not None, where,
-               "viseme_critic", "is needed when loss.mouth_viseme > 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,6 @@ from training.losses import (
 )
 from training.models.autoencoder import LATENT_LIMIT
 from training.models.loading import load_frozen
-from training.tasks.lipread import viseme_critic_loss
 from training.tasks.sync import sync_feature_gap, sync_loss
 
 
@@ -33,7 +32,7 @@ class LatentTask:
 
     def __init__(self, autoencoder: str, identity_encoder: str, latent_channels: int,
                  window: WindowConfig, manifest: Manifest, seed: int, items_per_clip: int,
-                 sync_expert: str | None = None, viseme_critic: str | None = None):
+                 sync_expert: str | None = None):
         self.autoencoder = load_frozen(autoencoder, "autoencoder")
         channels = self.autoencoder.config.latent_channels
         if latent_channels != channels:
@@ -44,18 +43,13 @@ class LatentTask:
         if self.sync is not None and window.frames < self.sync.config.frames:
             raise UserError(f"the sync term needs windows of >= {self.sync.config.frames} "
                             f"frames (the expert's), got window.frames = {window.frames}")
-        self.critic = load_frozen(viseme_critic, "lip reader") if viseme_critic else None
-        if self.critic is not None and window.frames < self.critic.config.frames:
-            raise UserError(f"the mouth_viseme term needs windows of >= "
-                            f"{self.critic.config.frames} frames (the critic's), got "
-                            f"window.frames = {window.frames}")
         self.train_set = TalkingFaceDataset(manifest, "train", window, seed, items_per_clip)
         val_window = dataclasses.replace(window, p_cross=0.0)
         self.val_set = TalkingFaceDataset(manifest, "val", val_window, seed + 1, 2)
 
     def to(self, device: torch.device) -> None:
         """Moves the frozen networks to the trainer's device (the model moves itself)."""
-        for net in (self.autoencoder, self.identity, self.sync, self.critic):
+        for net in (self.autoencoder, self.identity, self.sync):
             if net is not None:
                 net.to(device)
 
@@ -91,8 +85,7 @@ class LatentTask:
         motion, its best value is no change, so it stops viseme changes moving the rest of
         the face), how much more or less the mouth moves than the truth's
         (``mouth_motion``), and with a sync expert the sync term and ``mouth_feature``, the
-        distance between its activations on the decoded and the true mouth windows; with a
-        viseme critic ``mouth_viseme``, its cross-entropy on the decoded mouth windows."""
+        distance between its activations on the decoded and the true mouth windows."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         image = self.autoencoder.decode(z).unflatten(0, (b, n))
@@ -109,7 +102,4 @@ class LatentTask:
             terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
             terms["mouth_feature"] = sync_feature_gap(self.sync, image, frames,
                                                       batch["mouth_boxes"])
-        if self.critic is not None:
-            terms["mouth_viseme"] = viseme_critic_loss(self.critic, image, batch["mouth_boxes"],
-                                                       batch["visemes"])
         return terms

@@ -90,20 +90,3 @@ def viseme_accuracy(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float
     """Frame accuracy and balanced accuracy (mean per-class recall over the classes present)."""
     return {"accuracy": float(np.mean(predicted == truth)),
             "balanced_accuracy": float(np.mean(list(viseme_recalls(predicted, truth).values())))}
-
-
-def viseme_critic_loss(reader: LipReader, images: torch.Tensor, boxes: torch.Tensor,
-                       visemes: torch.Tensor) -> torch.Tensor:
-    """Per sample [B]: the frozen reader's cross-entropy on the mouth windows of ``images``
-    against the driving visemes, for every frame with a whole window inside the sample.
-    images: [B, T, 3, H, W] in [-1, 1]; boxes: [B, T, 4]; visemes: [B, T, K] (each frame's
-    K-wide viseme context, its own viseme at the centre)."""
-    b, n = images.shape[:2]
-    frames, half = reader.config.frames, reader.config.frames // 2
-    crops = mouth_crops(images.flatten(0, 1), boxes.flatten(0, 1), reader.config.crop)
-    windows = crops.unflatten(0, (b, n)).unfold(1, frames, 1)  # [B, W, crop, crop, frames]
-    windows = windows.permute(0, 1, 4, 2, 3).flatten(0, 1)  # [B * W, frames, crop, crop]
-    labels = visemes[:, half:n - half, visemes.shape[2] // 2]  # [B, W]
-    loss = F.cross_entropy(reader(windows), labels.flatten(), reduction="none")
-    return loss.view(b, -1).mean(1)
-
