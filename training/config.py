@@ -356,26 +356,6 @@ class LipReaderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class AdversaryConfig:
-    """The student's mouth discriminator (``loss.adversarial``) and its optimiser."""
-
-    frames: int = 3
-    """Crops of frames t-1..t+1 (stacked as channels) are judged with frame t's viseme."""
-    crop: int = 48
-    """Mouth crops are resized to crop x crop, grey (the lip reader's view)."""
-    channels: tuple[int, ...] = (32, 64, 128)
-    """Widths of the stride-2 stages (patch scores at crop / 2^stages)."""
-    lr: float = 2e-4
-    """Adam learning rate of the discriminator (betas 0.5, 0.999)."""
-
-    def validate(self, where: str) -> None:
-        _check(self.frames % 2 == 1, where, "frames", "must be odd (a centre frame)")
-        _check(self.crop >= 2 ** len(self.channels), where, "crop",
-               "must be at least 2^len(channels)")
-        _check(self.lr > 0, where, "lr", "must be positive")
-
-
-@dataclasses.dataclass(frozen=True)
 class VisemeRecognizerConfig:
     """Audio -> viseme recogniser: a window of log-mel frames around one video frame -> that
     frame's viseme logits. Stateless, so the exported graph streams by sliding the window."""
@@ -588,10 +568,6 @@ class StudentLossConfig:
     mouth_feature: float = 0.0
     """Distance between the sync expert's video-trunk activations for the decoded and the true
     mouth windows (a perceptual mouth-shape term; needs ``sync_expert``; 0 = off)."""
-    adversarial: float = 0.0
-    """Hinge term of a mouth discriminator (``adversary``) trained beside the student to
-    tell its decoded mouth windows from the autoencoder's reconstructions of the truth, given
-    the visemes (0 = off)."""
 
     def needs_sync_expert(self) -> bool:
         return self.sync > 0 or self.mouth_feature > 0
@@ -622,16 +598,11 @@ class StudentRunConfig:
     """Frozen identity encoder."""
     sync_expert: str | None = None
     """Frozen sync expert (final.pt of tsd train sync) for the sync term."""
-    adversary: AdversaryConfig = AdversaryConfig()
-    """The mouth discriminator of ``loss.adversarial``."""
     items_per_clip: int = 8
     """Windows per clip per epoch."""
 
     def validate(self, where: str) -> None:
         _validate_latent_run(self, where)
-        self.adversary.validate(f"{where}.adversary")
-        _check(self.loss.adversarial == 0 or self.window.frames >= self.adversary.frames, where,
-               "window.frames", "must be >= adversary.frames when loss.adversarial > 0")
 
 
 @dataclasses.dataclass(frozen=True)

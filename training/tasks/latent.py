@@ -76,15 +76,9 @@ class LatentTask:
                     visemes.flatten(0, 1))
         return out.unflatten(0, (b, n))
 
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        """x0 [B, T, C, h, w] -> frames [B, T, 3, H, W] (latents clamped as the device does)."""
-        b, n = x0.shape[:2]
-        z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
-        return self.autoencoder.decode(z).unflatten(0, (b, n))
-
-    def regularisers(self, image: torch.Tensor, batch: dict,
+    def regularisers(self, x0: torch.Tensor, batch: dict,
                      ident: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Score each sample's decoded prediction image [B, T, 3, H, W] ([B] each): identity (eq 8,
+        """Decode x0 [B, T, C, h, w] once and score each sample ([B] each): identity (eq 8,
         first frame vs the reference embedding), the flow-warped temporal difference (eq 9),
         mouth-box L1 against the ground truth, the frame-to-frame change outside the mouth boxes
         that the ground truth does not have (``leak``: where x_t says nothing of the head's
@@ -92,7 +86,9 @@ class LatentTask:
         the face), how much more or less the mouth moves than the truth's
         (``mouth_motion``), and with a sync expert the sync term and ``mouth_feature``, the
         distance between its activations on the decoded and the true mouth windows."""
-        b, n = image.shape[:2]
+        b, n = x0.shape[:2]
+        z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
+        image = self.autoencoder.decode(z).unflatten(0, (b, n))
         frames = batch["frames"]
         mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)

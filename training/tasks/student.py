@@ -36,7 +36,6 @@ from training.diffusion.samplers import (
 from training.losses import psnr
 from training.models.denoiser import PREDICTION, Denoiser
 from training.models.loading import load_frozen
-from training.tasks.adversary import MouthAdversary
 from training.tasks.latent import LatentTask
 
 VAL_STEPS = (1, 2, 4)
@@ -54,14 +53,11 @@ class StudentTask(LatentTask):
                          config.sync_expert if config.loss.needs_sync_expert() else None)
         self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
                                     dtype=torch.float32)
-        self.adversary = MouthAdversary(config.adversary) if config.loss.adversarial > 0 else None
 
     def to(self, device: torch.device) -> None:
         super().to(device)
         self.target.to(device)
         self.teacher.to(device)
-        if self.adversary is not None:
-            self.adversary.to(device)
 
     def x0(self, model: nn.Module, x, t, ref, ident, visemes) -> torch.Tensor:
         """Student/target consistency function f(x, t) -> x0, all frames [B, T, C, h, w]."""
@@ -83,31 +79,14 @@ class StudentTask(LatentTask):
         l_cd = F.mse_loss(pred, target)
         sharp = abar(t_hi, t_hi)
         l_match = (sharp * (pred - x0_teacher).pow(2).flatten(1).mean(1)).mean()
-        image = self.decode(pred)
-        reg = {k: v.mean() for k, v in self.regularisers(image, batch, ident).items()}
-        logs = {}
-        if self.adversary is not None:
-            reg["adversarial"], logs = self.adversarial(image, z0, batch)
+        reg = {k: v.mean() for k, v in self.regularisers(pred, batch, ident).items()}
         total = (l_cd + cfg.match * l_match + cfg.identity * reg["identity"]
                  + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"]
                  + cfg.sync * reg.get("sync", 0.0) + cfg.leak * reg["leak"]
                  + cfg.mouth_motion * reg["mouth_motion"]
-                 + cfg.mouth_feature * reg.get("mouth_feature", 0.0)
-                 + cfg.adversarial * reg.get("adversarial", 0.0))
-        terms = {"consistency": l_cd, "match": l_match} | reg
-        return total, {k: float(v.detach()) for k, v in terms.items()} | logs
-
-    def adversarial(self, image: torch.Tensor, z0: torch.Tensor, batch: dict
-                    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Updates the discriminator once on the reconstructed truth against the decoded
-        prediction image [B, T, 3, H, W], then -> the student's term (mean) and its logs."""
-        with torch.no_grad():
-            real = self.decode(z0)
-        boxes, visemes = batch["mouth_boxes"], batch["visemes"]
-        real_windows, ids = self.adversary.windows(real, boxes, visemes)
-        fake_windows, _ = self.adversary.windows(image, boxes, visemes)
-        logs = self.adversary.update(real_windows, fake_windows, ids)
-        return self.adversary.generator_term(fake_windows, ids, len(image)).mean(), logs
+                 + cfg.mouth_feature * reg.get("mouth_feature", 0.0))
+        logs = {"consistency": l_cd, "match": l_match} | reg
+        return total, {k: float(v.detach()) for k, v in logs.items()}
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
@@ -116,15 +95,10 @@ class StudentTask(LatentTask):
             target.lerp_(online.detach(), 1 - mu)
 
     def state_dict(self) -> dict:
-        state = {"target": self.target.state_dict()}
-        if self.adversary is not None:
-            state["adversary"] = self.adversary.state_dict()
-        return state
+        return {"target": self.target.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.target.load_state_dict(state["target"])
-        if self.adversary is not None:
-            self.adversary.load_state_dict(state["adversary"])
 
     def start_from(self, model: nn.Module) -> None:
         """A run continued from finished weights: the target network starts from them too."""

@@ -58,7 +58,7 @@ class TeacherTask(LatentTask):
         l_noise = (per_sample * real).sum() / real.sum().clamp_min(1)
         x0_hat = eps_to_x0(x, t[:, None], eps_hat)
         weight = abar(t, t)  # [B]: pixel terms matter where the x0 estimate is informative
-        reg = self.regularisers(self.decode(x0_hat), batch, ident)
+        reg = self.regularisers(x0_hat, batch, ident)
         l_id = (weight * reg["identity"]).mean()
         # cross-identity samples have no ground truth (and their audio belongs to the driving
         # clip): every other term counts real samples only. leak, mouth_motion and
