@@ -155,6 +155,26 @@ def test_pause_rules_hold_relax_and_rest():
     assert all(e.token == SIL for e in events[20:])
 
 
+def test_frames_just_before_speech_are_decided_by_the_recogniser():
+    """A quiet onset: up to lead_frames frames before speech take the recogniser's viseme
+    (state lead), as far as its look-ahead reaches; earlier silence stays at rest."""
+    frame = SAMPLE_RATE // 25
+    audio = np.concatenate([np.zeros(8 * frame, np.float32), tone(10 * frame / SAMPLE_RATE, 200),
+                            np.zeros(10 * frame, np.float32)])
+    tokens = np.tile(np.arange(1, 15), 3)
+    for lookahead, leading in ((2, 2), (1, 1), (0, 0)):
+        recognizer = FileRecognizerFromList(tokens)
+        recognizer.lookahead_frames = lookahead
+        stream = VisemeStream(recognizer, rules=PauseRules(lead_frames=2))
+        events = stream.push(audio) + stream.finish()
+        states = [e.state for e in events]
+        assert states[8 - leading:8] == ["lead"] * leading
+        assert [e.token for e in events[8 - leading:8]] == list(tokens[8 - leading:8])
+        before = events[:8 - leading]
+        assert {e.state for e in before} == {"rest"} and {e.token for e in before} == {SIL}
+        assert states[8:18] == ["speech"] * 10
+
+
 def test_noise_and_breath_map_to_sil_not_to_visemes():
     rng = np.random.default_rng(1)
     quiet_noise = (0.002 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)  # -54 dBFS

@@ -9,6 +9,9 @@ from a file), then the pause rules:
   frame of the last ``floor_frames``; speech always has quieter frames within two seconds,
   steady noise has none) and above an absolute floor; breath and room noise fall below it
   and map to ``sil`` explicitly instead of to whatever the recogniser guesses;
+- up to ``lead_frames`` frames before speech are decided by the recogniser too (state
+  ``lead``): a word's quiet onset (a fricative, a stop's burst) already carries its first
+  shape, and the look-ahead a frame waits for anyway holds the speech that follows;
 - a gap of up to ``hold_frames`` keeps the recogniser's shape (a stop closure or a breath
   between words must not snap the mouth shut and open again);
 - a longer gap relaxes to ``sil`` (state ``relax``) and after ``rest_frames`` the mouth is
@@ -24,6 +27,7 @@ import json
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +53,9 @@ class PauseRules:
     """The noise floor is the quietest frame of this many (2 s at 25 fps)."""
     vad_floor_db: float = -55.0
     """Frames quieter than this (dBFS) are never speech."""
+    lead_frames: int = 2
+    """Frames up to this many before speech are decided by the recogniser (a quiet onset);
+    at most the recogniser's look-ahead counts, so it adds no latency."""
     hold_frames: int = 3
     """Gaps up to this many frames (120 ms at 25 fps) keep the recogniser's shape."""
     rest_frames: int = 10
@@ -63,7 +70,8 @@ class VisemeEvent:
     token: int
     confidence: float
     state: str
-    """speech, hold (short gap), relax (medium gap) or rest (long silence)."""
+    """speech, lead (a quiet onset just before speech), hold (short gap), relax (medium gap)
+    or rest (long silence)."""
 
     @property
     def name(self) -> str:
@@ -165,6 +173,7 @@ class VisemeStream:
             raise ValueError(f"recogniser context {spec.context} exceeds the {HISTORY_MEL} "
                              "log-mel frames a stream keeps")
         self.recognizer, self.fps, self.rules = recognizer, fps, rules
+        self._lead = min(rules.lead_frames, recognizer.lookahead_frames)
         self._feed = getattr(recognizer, "feed", None)
         self.samples_per_frame = SAMPLE_RATE // fps
         self._front = StreamingLogMel(mel)
@@ -231,13 +240,15 @@ class VisemeStream:
 
     def _event(self, frame: int, level: float) -> VisemeEvent:
         self._levels.append(level)
-        noise_db = min(self._levels)
-        speech = level > max(noise_db + self.rules.vad_margin_db, self.rules.vad_floor_db)
+        threshold = max(min(self._levels) + self.rules.vad_margin_db, self.rules.vad_floor_db)
         time_s = frame / self.fps
-        if speech:
+        if level > threshold:
             token, confidence = self.recognizer.decide(self._mel, frame, self._mel_start)
             self._silent_run = 0
             return VisemeEvent(frame, time_s, token, confidence, "speech")
+        if any(ahead > threshold for ahead in islice(self._energy, self._lead)):
+            token, confidence = self.recognizer.decide(self._mel, frame, self._mel_start)
+            return VisemeEvent(frame, time_s, token, confidence, "lead")
         self._silent_run += 1
         if self._silent_run <= self.rules.hold_frames:
             # a short dip (a stop closure, a breath between words): the recogniser was trained

@@ -219,7 +219,7 @@ def fusion_curve(bundle, root, sets: list[EvalSet], weights: tuple[float, ...] =
                                PocketsphinxRecognizer(bundle.fps), 0.0)
             events, _ = _stream_events(probe, audio, bundle.fps, [])
             for event in events[:len(truth)]:
-                if event.frame not in probe.frames or event.state not in ("speech", "hold"):
+                if event.frame not in probe.frames or event.state not in ("speech", "lead", "hold"):
                     correct += int(event.token == truth[event.frame])
                     continue
                 log_probs, heard = probe.frames[event.frame]
