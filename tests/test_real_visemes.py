@@ -132,6 +132,45 @@ def test_asterisk_prompts_are_real_speech_labelled_by_forced_alignment(tmp_path)
     assert VISEME_INDEX["SS"] in seven and VISEME_INDEX["FF"] in seven  # s-e-v-e-n
 
 
+def test_ktuberling_names_become_the_words_spoken():
+    from training.data.ktuberling import spoken_words
+
+    assert spoken_words("ball") == ["ball"]
+    assert spoken_words("egypt_palmtree") == ["palm", "tree"]
+    assert spoken_words("pizzeria_brocolli") == ["broccoli"]
+    assert spoken_words("moon_zorblax") is None  # not in CMUdict: left out, not guessed
+
+
+@pytest.mark.skipif(not Path("/usr/share/ktuberling/sounds/en.soundtheme").is_file(),
+                    reason="needs Debian's ktuberling-data")
+def test_ktuberling_words_are_real_speech_labelled_by_forced_alignment(tmp_path):
+    from training.data.ktuberling import SOUNDS, build_ktuberling
+    from training.data.realspeech import read_speech_manifest
+
+    sounds = tmp_path / "sounds"
+    (sounds / "en").mkdir(parents=True)
+    for name in ("ball", "egypt_palmtree"):
+        shutil.copy(SOUNDS / "en" / f"{name}.ogg", sounds / "en" / f"{name}.ogg")
+    (sounds / "en.soundtheme").write_text(
+        '<language code="en">\n<sound name="ball" file="en/ball.ogg" />\n'
+        '<sound name="egypt_palmtree" file="en/egypt_palmtree.ogg" />\n'
+        '<sound name="moon_zorblax" file="en/moon_zorblax.ogg" />\n'
+        '<sound name="tie" file="en/tie.ogg" />\n</language>\n')
+    report = build_ktuberling(tmp_path / "out", sounds)
+    assert report["utterances"] == 2
+    assert report["skipped"] == {"unknown word": 1, "no audio": 1}
+    speech = read_speech_manifest(tmp_path / "out")
+    assert {c.id: c.text for c in speech.clips} == {
+        "ktuberling-ball": "ball", "ktuberling-egypt_palmtree": "palm tree"}
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert clip.labels == "forced-alignment" and clip.speaker == "ktuberling-en"
+        assert abs(len(truth) - len(audio) * 25 / 16000) <= 1 and (truth != SIL).mean() > 0.3
+    ball = speech.load(next(c for c in speech.clips if c.id.endswith("ball")))[1]
+    spoken = [v for v in ball if v != SIL]
+    assert spoken[0] == VISEME_INDEX["PP"] and VISEME_INDEX["O"] in spoken  # b-all
+
+
 @pytest.fixture(scope="module")
 def real_speech(tmp_path_factory):
     from training.data.realspeech import build_real_speech, read_speech_manifest

@@ -55,9 +55,11 @@ def _lrs3(args: argparse.Namespace) -> None:
 
 
 def _written(args: argparse.Namespace, report: dict, extra: str = "") -> None:
-    """The summary line of a speech set builder (tsd data real-speech, festival, ...)."""
+    """The summary line of a speech set builder (tsd data real-speech, festival, ...), with
+    what was left out where the report says."""
+    left = ", ".join(f"{n} {why}" for why, n in report.get("skipped", {}).items() if n)
     print(f"{report['utterances']} utterances ({report['seconds']:.1f} s) -> "
-          f"{Path(args.out) / 'speech.jsonl'}{extra}")
+          f"{Path(args.out) / 'speech.jsonl'}{extra}{f'; left out: {left}' if left else ''}")
 
 
 def _real_speech(args: argparse.Namespace) -> None:
@@ -110,9 +112,13 @@ def _espeak(args: argparse.Namespace) -> None:
 def _asterisk(args: argparse.Namespace) -> None:
     from training.data.asterisk import SOUNDS, build_asterisk
 
-    report = build_asterisk(Path(args.out), Path(args.sounds or SOUNDS), args.fps)
-    left = ", ".join(f"{n} {why}" for why, n in report["skipped"].items() if n)
-    _written(args, report, f"; left out: {left}" if left else "")
+    _written(args, build_asterisk(Path(args.out), Path(args.sounds or SOUNDS), args.fps))
+
+
+def _ktuberling(args: argparse.Namespace) -> None:
+    from training.data.ktuberling import SOUNDS, build_ktuberling
+
+    _written(args, build_ktuberling(Path(args.out), Path(args.sounds or SOUNDS), args.fps))
 
 
 def _multilingual(args: argparse.Namespace) -> None:
@@ -361,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
                                            "asterisk-core-sounds-en-g722 installs them)")
     asterisk.add_argument("--fps", type=_positive, default=25, help="video frame rate")
     asterisk.set_defaults(func=_asterisk)
+
+    ktuberling = cmds.add_parser(
+        "ktuberling", help="real recorded English words for evaluation: KTuberling's",
+        description="Writes a speech manifest of the English object names spoken for KDE's "
+                    "KTuberling (Debian ktuberling-data, one speaker, GPL-2+), labelled by "
+                    "pocketsphinx forced alignment of the names: another real voice for "
+                    "tsd eval-visemes, never trained on.")
+    ktuberling.add_argument("--out", required=True, help="output folder")
+    ktuberling.add_argument("--sounds", help="KTuberling's sounds folder, holding "
+                                             "en.soundtheme (default: where ktuberling-data "
+                                             "installs it)")
+    ktuberling.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    ktuberling.set_defaults(func=_ktuberling)
 
     multilingual = cmds.add_parser(
         "multilingual", help="speech with exact phone times from Festival's voices of real "

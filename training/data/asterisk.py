@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from training.data.alignment import cmudict, normalise_word
-from training.data.realspeech import label, write_speech_clip, write_speech_manifest
+from training.data.realspeech import Recording, align_recordings
 from training.data.ttsset import held_out_sentence
 from training.errors import UserError
 
@@ -91,28 +92,14 @@ def build_asterisk(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
     of what was used and what was left out."""
     if not sounds.is_dir():
         raise UserError(f"{sounds}: no Asterisk prompts ({INSTALL})")
-    out.mkdir(parents=True, exist_ok=True)
-    clips = []
-    skipped = {"not speech, unknown word or held out": 0, "no audio": 0, "alignment failed": 0}
-    for name, text in tqdm(sorted(transcripts().items()), desc="asterisk", unit="prompt"):
+    return align_recordings(out, tqdm(list(_prompts(sounds)), desc="asterisk", unit="prompt"),
+                            read_g722, "allison", "asterisk", fps)
+
+
+def _prompts(sounds: Path) -> Iterator[Recording]:
+    for name, text in sorted(transcripts().items()):
         words = spoken_words(text)
         if words is not None and held_out_sentence(" ".join(words)):
             words = None
-        path = sounds / f"{name}.g722"
-        if words is None or not path.is_file():
-            skipped["not speech, unknown word or held out" if words is None else "no audio"] += 1
-            continue
-        audio = read_g722(path)
-        labelled = label(audio, words, fps)
-        if labelled is None:
-            skipped["alignment failed"] += 1
-            continue
-        truth, record = labelled
-        cid = "allison-" + name.replace("/", "-")
-        clips.append(write_speech_clip(out, cid, audio, truth, record, "allison", "asterisk",
-                                       "forced-alignment", " ".join(words), fps))
-    if not clips:
-        raise UserError(f"{sounds}: no prompt could be aligned")
-    write_speech_manifest(out, clips)
-    return {"utterances": len(clips), "seconds": sum(c.frame_count for c in clips) / fps,
-            "skipped": skipped}
+        yield Recording("allison-" + name.replace("/", "-"), sounds / f"{name}.g722", words,
+                        "not speech, unknown word or held out")

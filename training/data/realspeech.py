@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,46 @@ def write_speech_clip(out: Path, cid: str, audio: np.ndarray, truth: np.ndarray,
     write_text(out / f"{cid}.alignment.json", json.dumps(alignment, indent=1))
     return SpeechClip(cid, speaker, source, labels, text, fps, len(truth), f"{cid}.wav",
                       f"{cid}.visemes.npy", f"{cid}.alignment.json")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A packaged recording to label by forced alignment."""
+
+    id: str
+    path: Path
+    words: list[str] | None
+    """The transcript's words; None where it is left out (``why``)."""
+    why: str = ""
+    """Why a recording without words is left out."""
+
+
+def align_recordings(out: Path, recordings: Iterable[Recording],
+                     read: Callable[[Path], np.ndarray], speaker: str, source: str,
+                     fps: int) -> dict:
+    """OUT/speech.jsonl: every recording that has words, audio (``read`` -> 16 kHz mono) and
+    a forced alignment, with its visemes -> a report: utterances, seconds, and how many were
+    left out for each reason."""
+    out.mkdir(parents=True, exist_ok=True)
+    clips: list[SpeechClip] = []
+    skipped: dict[str, int] = {}
+    for item in recordings:
+        why = item.why if item.words is None else "" if item.path.is_file() else "no audio"
+        if not why:
+            audio = read(item.path)
+            labelled = label(audio, item.words, fps)
+            if labelled is None:
+                why = "alignment failed"
+            else:
+                clips.append(write_speech_clip(out, item.id, audio, *labelled, speaker, source,
+                                               "forced-alignment", " ".join(item.words), fps))
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+    if not clips:
+        raise UserError(f"{out}: no {source} recording could be aligned")
+    write_speech_manifest(out, clips)
+    return {"utterances": len(clips), "seconds": sum(c.frame_count for c in clips) / fps,
+            "skipped": skipped}
 
 
 def read_speech_manifest(data: str | Path) -> SpeechSet:
