@@ -17,6 +17,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from calibration.capture import Captured, visemes_samples
 from edge_runtime.bundle import (
     Bundle,
@@ -57,12 +59,15 @@ def held_out_sets(speech: tuple[Path, ...]) -> list[EvalSet]:
 def measure_fusion(bundle: Bundle, root: Path, sets: list[EvalSet]
                    ) -> tuple[float | None, dict[float, float]]:
     """-> (the weight of pocketsphinx that scores best when fused with the bundle's
-    recogniser on ``sets``, accuracy per weight); (None, {}) without pocketsphinx."""
+    recogniser, accuracy per weight averaged over ``sets``); (None, {}) without pocketsphinx.
+    Each set counts alike, not each frame: the one real speaker's prompts must not be
+    outvoted by the synthetic voices' many more frames."""
     try:
-        curve = fusion_curve(bundle, root, sets)
+        curves = [fusion_curve(bundle, root, [one]) for one in sets]
     except RecognizerUnavailable as exc:
         log.warning("%s: the fused recogniser's weight is not measured", exc)
         return None, {}
+    curve = {w: float(np.mean([c[w] for c in curves])) for w in curves[0]}
     best = max(curve, key=lambda w: (curve[w], -w))
     return best, curve
 

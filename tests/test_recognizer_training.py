@@ -225,6 +225,21 @@ def test_bundle_visemes_swaps_the_recogniser_and_the_device_runs_it(swapped, esp
     assert len(events) == int(np.ceil(len(audio) / 640))
 
 
+def test_the_fusion_weight_counts_each_speech_set_alike(swapped, espeak_set):
+    """The weight's curve is the mean of each set's curve, not pooled over frames, so a
+    small set (the one real speaker's) weighs as much as a large synthetic one."""
+    from export.recognizer import held_out_sets, measure_fusion
+    from training.eval.visemes import EvalSet, fusion_curve
+
+    bundle, root = load_bundle(swapped[1])
+    whole = held_out_sets((espeak_set,))[0]
+    one = EvalSet("one utterance", whole.clips[:1])
+    weight, curve = measure_fusion(bundle, root, [whole, one])
+    a, b = fusion_curve(bundle, root, [whole]), fusion_curve(bundle, root, [one])
+    assert curve == pytest.approx({w: (a[w] + b[w]) / 2 for w in a})
+    assert curve[weight] == max(curve.values())
+
+
 def test_the_measured_weight_is_the_best_of_the_curve_and_fused_runs_it(swapped, caplog,
                                                                        monkeypatch):
     import logging
