@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.audio.features import SAMPLE_RATE
 from training.data.alignment import cmudict, normalise_word
+from training.data.media import read_audio
 from training.data.realspeech import Recording, align_recordings
 from training.errors import UserError
 
@@ -49,19 +49,12 @@ def sound_names(theme: Path) -> dict[str, str]:
     return dict(re.findall(r'<sound\s+name="([^"]+)"\s+file="([^"]+)"', text))
 
 
-def read_ogg(path: Path) -> np.ndarray:
-    """An Ogg Vorbis file -> mono audio [N] float32 at 16 kHz (PyAV decodes and resamples)."""
-    import av
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    chunks = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(container.streams.audio[0]):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    if not chunks:
+def read_word(path: Path) -> np.ndarray:
+    """A word's Ogg Vorbis file -> mono audio [N] float32 at 16 kHz."""
+    audio = read_audio(path)
+    if audio is None:
         raise UserError(f"{path}: no audio")
-    return np.concatenate(chunks).astype(np.float32) / 32768.0
+    return audio
 
 
 def build_ktuberling(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
@@ -73,5 +66,5 @@ def build_ktuberling(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
     names = sorted(sound_names(theme).items())
     words = [Recording(f"ktuberling-{name}", sounds / file, spoken_words(name), "unknown word")
              for name, file in names]
-    return align_recordings(out, tqdm(words, desc="ktuberling", unit="word"), read_ogg,
+    return align_recordings(out, tqdm(words, desc="ktuberling", unit="word"), read_word,
                             "ktuberling-en", "ktuberling", fps)

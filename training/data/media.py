@@ -137,7 +137,7 @@ def read_mp4(path: str | Path) -> Video:
             vstream = container.streams.video[0]
             fps = float(vstream.average_rate or vstream.base_rate or 25)
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(vstream)]
-        audio = _read_audio(path)
+        audio = read_audio(path)
     except av.error.FFmpegError as exc:
         raise MediaError(f"{path}: cannot decode ({exc})") from None
     if not frames:
@@ -145,7 +145,9 @@ def read_mp4(path: str | Path) -> Video:
     return Video(np.stack(frames), fps, audio)
 
 
-def _read_audio(path: str | Path) -> np.ndarray | None:
+def read_audio(path: str | Path) -> np.ndarray | None:
+    """A media file's first audio track -> [N] float32 mono at SAMPLE_RATE (downmixed and
+    resampled by PyAV), or None when it has no audio."""
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
