@@ -68,9 +68,8 @@ $(VOICES)/asterisk/speech.jsonl: | $(VENV)/.installed
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
 # checks, and real recorded speech (pocketsphinx-testdata, the Asterisk prompts, KTuberling's
-# words), Festival's
-# voices in English and other languages and flite's for the real-speech viseme tests (those
-# tests skip where the tools are missing).
+# words), Festival's voices in English and other languages and flite's for the real-speech
+# viseme tests (those tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
