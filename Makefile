@@ -68,7 +68,7 @@ $(VOICES)/asterisk/speech.jsonl: | $(VENV)/.installed
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
 # checks, and real recorded speech (pocketsphinx-testdata, the Asterisk prompts, KTuberling's
-# and KLettres' words, Hedgewars' voice lines), Festival's voices in English and other languages and flite's for the real-speech
+# words), Festival's voices in English and other languages and flite's for the real-speech
 # viseme tests (those tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -79,13 +79,11 @@ test-tools:
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
 	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts \
 	  -a -d /usr/share/asterisk/sounds/en_US_f_Allison -a -d /usr/share/festival/voices/russian \
-	  -a -f /usr/share/ktuberling/sounds/en.soundtheme -a -d /usr/share/klettres/en_GB \
-	  -a -d /usr/share/games/hedgewars/Data/Sounds/voices \
+	  -a -f /usr/share/ktuberling/sounds/en.soundtheme \
 	  && command -v text2wave >/dev/null && command -v flite >/dev/null || \
 	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
 	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite \
 	    asterisk-core-sounds-en-g722 asterisk-core-sounds-en ktuberling-data \
-	    klettres-data hedgewars-data \
 	    festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv \
 	    festvox-czech-dita festvox-czech-machac festvox-ru festvox-ca-ona-hts >/dev/null || \
 	  echo "make: could not install the speech test data; the real-speech tests will be skipped"

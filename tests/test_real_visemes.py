@@ -15,7 +15,6 @@ from edge_runtime.visemes.sphinx import PocketsphinxRecognizer
 from edge_runtime.visemes.stream import VisemeStream
 from edge_runtime.visemes.vocabulary import SIL, VISEME_INDEX, festival_to_viseme
 from training.data.realspeech import FESTIVAL_LEXICON, TESTDATA
-from training.errors import UserError
 
 needs_testdata = pytest.mark.skipif(
     not TESTDATA.is_dir() or not FESTIVAL_LEXICON.is_file(),
@@ -170,55 +169,6 @@ def test_ktuberling_words_are_real_speech_labelled_by_forced_alignment(tmp_path)
     ball = speech.load(next(c for c in speech.clips if c.id.endswith("ball")))[1]
     spoken = [v for v in ball if v != SIL]
     assert spoken[0] == VISEME_INDEX["PP"] and VISEME_INDEX["O"] in spoken  # b-all
-
-
-@pytest.mark.skipif(not Path("/usr/share/klettres/en_GB/alpha").is_dir(),
-                    reason="needs Debian's klettres-data")
-def test_klettres_letters_and_words_are_real_speech_labelled_by_forced_alignment(tmp_path):
-    from training.data.klettres import SOUNDS, build_klettres
-    from training.data.realspeech import read_speech_manifest
-
-    sounds = tmp_path / "klettres"
-    for name in ("en/alpha/B.ogg", "en/syllab/ch.ogg", "en_GB/alpha/z.ogg", "en_GB/syllab/dog.ogg"):
-        (sounds / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SOUNDS / name, sounds / name)
-    report = build_klettres(tmp_path / "out", sounds)
-    assert report["utterances"] == 3 and report["skipped"] == {"not a word": 1}
-    speech = read_speech_manifest(tmp_path / "out")
-    assert {(c.id, c.speaker, c.text) for c in speech.clips} == {
-        ("klettres-en-alpha-b", "klettres-en", "b"),
-        ("klettres-en_GB-alpha-z", "klettres-en_GB", "zed"),
-        ("klettres-en_GB-syllab-dog", "klettres-en_GB", "dog")}
-    zed = speech.load(next(c for c in speech.clips if c.text == "zed"))[1]
-    assert [v for v in dict.fromkeys(zed) if v != SIL][:3] == [
-        VISEME_INDEX["SS"], VISEME_INDEX["E"], VISEME_INDEX["DD"]]  # the British letter name
-
-
-@pytest.mark.skipif(not Path("/usr/share/games/hedgewars/Data/Sounds/voices/Pirate").is_dir(),
-                    reason="needs Debian's hedgewars-data")
-def test_hedgewars_lines_are_labelled_with_silence_around_them(tmp_path):
-    from training.data.hedgewars import ENGLISH, VOICES, build_hedgewars
-    from training.data.realspeech import ALIGNMENT_MARGIN_S, read_speech_manifest
-
-    voices = tmp_path / "voices"
-    for pack in ENGLISH:
-        (voices / pack).mkdir(parents=True)
-    for pack, line in (("Default", "Hello"), ("Default", "Laugh"), ("Pirate", "Takecover")):
-        shutil.copy(VOICES / pack / f"{line}.ogg", voices / pack / f"{line}.ogg")
-    report = build_hedgewars(tmp_path / "out", voices)
-    assert report["utterances"] == 2 and report["skipped"] == {"not words": 1}  # the laugh
-    speech = read_speech_manifest(tmp_path / "out")
-    assert {(c.speaker, c.text) for c in speech.clips} == {
-        ("hedgewars-Default", "hello"), ("hedgewars-Pirate", "take cover")}
-    margin = int(ALIGNMENT_MARGIN_S * 25)
-    for clip in speech.clips:
-        audio, truth = speech.load(clip)
-        assert not audio[:int(ALIGNMENT_MARGIN_S * 16000)].any()
-        assert (truth[:margin] == SIL).all() and (truth[-margin:] == SIL).all()
-        assert (truth != SIL).sum() >= 5
-    (voices / "Surfer").rmdir()
-    with pytest.raises(UserError, match="Surfer.*apt-get install hedgewars-data"):
-        build_hedgewars(tmp_path / "again", voices)
 
 
 @pytest.fixture(scope="module")

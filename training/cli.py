@@ -121,18 +121,6 @@ def _ktuberling(args: argparse.Namespace) -> None:
     _written(args, build_ktuberling(Path(args.out), Path(args.sounds or SOUNDS), args.fps))
 
 
-def _klettres(args: argparse.Namespace) -> None:
-    from training.data.klettres import SOUNDS, build_klettres
-
-    _written(args, build_klettres(Path(args.out), Path(args.sounds or SOUNDS), args.fps))
-
-
-def _hedgewars(args: argparse.Namespace) -> None:
-    from training.data.hedgewars import VOICES, build_hedgewars
-
-    _written(args, build_hedgewars(Path(args.out), Path(args.voices or VOICES), args.fps))
-
-
 def _multilingual(args: argparse.Namespace) -> None:
     from training.data.multilingual import build_multilingual
 
@@ -392,31 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
                                              "installs it)")
     ktuberling.add_argument("--fps", type=_positive, default=25, help="video frame rate")
     ktuberling.set_defaults(func=_ktuberling)
-
-    klettres = cmds.add_parser(
-        "klettres", help="real recorded English letters and words: KLettres'",
-        description="Writes a speech manifest of the English letter names and words spoken "
-                    "for KDE's KLettres (Debian klettres-data, an American and a British "
-                    "speaker, GPL-2+), labelled by pocketsphinx forced alignment: real "
-                    "speech for tsd train visemes --speech.")
-    klettres.add_argument("--out", required=True, help="output folder")
-    klettres.add_argument("--sounds", help="KLettres' data folder, holding en/ and en_GB/ "
-                                           "(default: where klettres-data installs it)")
-    klettres.add_argument("--fps", type=_positive, default=25, help="video frame rate")
-    klettres.set_defaults(func=_klettres)
-
-    hedgewars = cmds.add_parser(
-        "hedgewars", help="real recorded English voice lines: Hedgewars' hedgehog voices",
-        description="Writes a speech manifest of the lines spoken in Hedgewars' nine English "
-                    "voice packs (Debian hedgewars-data, one actor each, GFDL-1.3), labelled "
-                    "by pocketsphinx forced alignment of the line each file is named after; "
-                    "cries, and lines that do not align, are left out: real speech for tsd "
-                    "train visemes --speech.")
-    hedgewars.add_argument("--out", required=True, help="output folder")
-    hedgewars.add_argument("--voices", help="Hedgewars' voices folder, one folder per pack "
-                                            "(default: where hedgewars-data installs it)")
-    hedgewars.add_argument("--fps", type=_positive, default=25, help="video frame rate")
-    hedgewars.set_defaults(func=_hedgewars)
 
     multilingual = cmds.add_parser(
         "multilingual", help="speech with exact phone times from Festival's voices of real "

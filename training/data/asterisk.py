@@ -93,7 +93,7 @@ def build_asterisk(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
     if not sounds.is_dir():
         raise UserError(f"{sounds}: no Asterisk prompts ({INSTALL})")
     return align_recordings(out, tqdm(list(_prompts(sounds)), desc="asterisk", unit="prompt"),
-                            read_g722, "asterisk", fps)
+                            read_g722, "allison", "asterisk", fps)
 
 
 def _prompts(sounds: Path) -> Iterator[Recording]:
@@ -101,5 +101,5 @@ def _prompts(sounds: Path) -> Iterator[Recording]:
         words = spoken_words(text)
         if words is not None and held_out_sentence(" ".join(words)):
             words = None
-        yield Recording("allison-" + name.replace("/", "-"), "allison", sounds / f"{name}.g722",
-                        words, "not speech, unknown word or held out")
+        yield Recording("allison-" + name.replace("/", "-"), sounds / f"{name}.g722", words,
+                        "not speech, unknown word or held out")

@@ -64,7 +64,7 @@ def build_ktuberling(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
     if not theme.is_file():
         raise UserError(f"{theme}: no KTuberling English sound theme ({INSTALL})")
     names = sorted(sound_names(theme).items())
-    words = [Recording(f"ktuberling-{name}", "ktuberling-en", sounds / file, spoken_words(name),
-                       "unknown word") for name, file in names]
+    words = [Recording(f"ktuberling-{name}", sounds / file, spoken_words(name), "unknown word")
+             for name, file in names]
     return align_recordings(out, tqdm(words, desc="ktuberling", unit="word"), read_word,
-                            "ktuberling", fps)
+                            "ktuberling-en", "ktuberling", fps)

@@ -43,7 +43,6 @@ RAW_UTTERANCES = {"goforward": "go forward ten meters"}
 """Headerless 16 kHz recordings of the test data whose words are known (its grammar)."""
 PERTURBATION_SNR_DB = 20.0
 PERTURBATION_LEAD_S = 0.05
-ALIGNMENT_MARGIN_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,6 @@ class Recording:
     """A packaged recording to label by forced alignment."""
 
     id: str
-    speaker: str
     path: Path
     words: list[str] | None
     """The transcript's words; None where it is left out (``why``)."""
@@ -112,7 +110,8 @@ class Recording:
 
 
 def align_recordings(out: Path, recordings: Iterable[Recording],
-                     read: Callable[[Path], np.ndarray], source: str, fps: int) -> dict:
+                     read: Callable[[Path], np.ndarray], speaker: str, source: str,
+                     fps: int) -> dict:
     """OUT/speech.jsonl: every recording that has words, audio (``read`` -> 16 kHz mono) and
     a forced alignment, with its visemes -> a report: utterances, seconds, and how many were
     left out for each reason."""
@@ -127,9 +126,8 @@ def align_recordings(out: Path, recordings: Iterable[Recording],
             if labelled is None:
                 why = "alignment failed"
             else:
-                clips.append(write_speech_clip(out, item.id, audio, *labelled, item.speaker,
-                                               source, "forced-alignment",
-                                               " ".join(item.words), fps))
+                clips.append(write_speech_clip(out, item.id, audio, *labelled, speaker, source,
+                                               "forced-alignment", " ".join(item.words), fps))
         if why:
             skipped[why] = skipped.get(why, 0) + 1
     if not clips:
@@ -225,13 +223,6 @@ def mark_schwas(words: list[Segment], phones: list[Segment]) -> tuple[list[Segme
                 unresolved += 1
             out.append(phone)
     return out, unresolved
-
-
-def with_silence(audio: np.ndarray, seconds: float = ALIGNMENT_MARGIN_S) -> np.ndarray:
-    """audio [N] with ``seconds`` of silence before and after: pocketsphinx's alignment needs
-    silence to start and end in, which game and tutor recordings cut away."""
-    margin = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
-    return np.concatenate([margin, audio.astype(np.float32), margin])
 
 
 def frame_count(audio: np.ndarray, fps: int) -> int:
