@@ -438,6 +438,24 @@ def test_pocketsphinx_recognises_real_speech_and_rests_in_silence(tiny_dataset, 
     assert hits / total > sil_share + 0.05  # all-sil scores exactly sil_share
 
 
+def test_pocketsphinx_finishes_after_the_pause_that_ended_its_utterance(tiny_dataset):
+    """A pause (or MAX_UTTERANCE_S) ends the decoder's utterance and starts an empty one;
+    finishing right then (the whole-utterance decode of a recording that ends on a pause, or
+    of one longer than MAX_UTTERANCE_S) keeps what was heard and raises nothing."""
+    from edge_runtime.visemes.sphinx import PAUSE_S, PocketsphinxRecognizer
+    from training.data.manifest import read_manifest
+    from training.data.media import read_wav
+
+    manifest = read_manifest(tiny_dataset)
+    audio, _ = read_wav(manifest.resolve(manifest.clips[0].audio))
+    recognizer = PocketsphinxRecognizer(25, 3)
+    recognizer.feed(audio)
+    recognizer.feed(np.zeros(int(PAUSE_S * 16000), np.float32))
+    recognizer.finish()
+    tokens = [recognizer.decide(None, f)[0] for f in range(len(audio) * 25 // 16000)]
+    assert len(set(tokens) - {SIL}) >= 3
+
+
 def test_edge_run_with_pocketsphinx_emits_visemes(tiny_bundle, tiny_dataset, capsys):
     code = main(["--bundle", str(tiny_bundle), "--audio", str(_clip_wav(tiny_dataset)),
                  "--offline", "--sink", "null", "--emit-visemes", "-", "--visemes",

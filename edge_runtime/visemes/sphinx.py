@@ -87,9 +87,10 @@ class PocketsphinxRecognizer:
             self._end_utterance()
 
     def _segments(self) -> list[tuple[int, int, int]]:
-        """(start, end, viseme) of the current utterance, in stream phone frames."""
+        """(start, end, viseme) of the current utterance, in stream phone frames (none for an
+        utterance that has heard nothing yet, where the decoder has no segmentation at all)."""
         return [(self._utterance_at + s.start_frame, self._utterance_at + s.end_frame,
-                 arpabet_to_viseme(s.word)) for s in self._decoder.seg()]
+                 arpabet_to_viseme(s.word)) for s in self._decoder.seg() or ()]
 
     def _end_utterance(self) -> None:
         self._decoder.end_utt()
