@@ -102,6 +102,13 @@ def _tts_options(parser: argparse.ArgumentParser) -> None:
                         help="utterances per voice whose forced alignment is checked")
 
 
+def _recording_options(parser: argparse.ArgumentParser, sounds_help: str) -> None:
+    """The options of a builder of packaged recordings labelled by forced alignment."""
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--sounds", help=sounds_help)
+    parser.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+
+
 def _espeak(args: argparse.Namespace) -> None:
     from training.data.voices import build_espeak
 
@@ -362,10 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "alignment through the viseme map; prompts that are not speech or hold a "
                     "word missing from CMUdict are left out. Writes OUT/speech.jsonl (real "
                     "speech for tsd train visemes --speech).")
-    asterisk.add_argument("--out", required=True, help="output folder")
-    asterisk.add_argument("--sounds", help="folder of the prompts' .g722 files (default: where "
-                                           "asterisk-core-sounds-en-g722 installs them)")
-    asterisk.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    _recording_options(asterisk, "folder of the prompts' .g722 files (default: where "
+                                 "asterisk-core-sounds-en-g722 installs them)")
     asterisk.set_defaults(func=_asterisk)
 
     ktuberling = cmds.add_parser(
@@ -374,11 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "KTuberling (Debian ktuberling-data, one speaker, GPL-2+), labelled by "
                     "pocketsphinx forced alignment of the names: another real voice for "
                     "tsd eval-visemes, never trained on.")
-    ktuberling.add_argument("--out", required=True, help="output folder")
-    ktuberling.add_argument("--sounds", help="KTuberling's sounds folder, holding "
-                                             "en.soundtheme (default: where ktuberling-data "
-                                             "installs it)")
-    ktuberling.add_argument("--fps", type=_positive, default=25, help="video frame rate")
+    _recording_options(ktuberling, "KTuberling's sounds folder, holding en.soundtheme "
+                                   "(default: where ktuberling-data installs it)")
     ktuberling.set_defaults(func=_ktuberling)
 
     multilingual = cmds.add_parser(
