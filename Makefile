@@ -67,8 +67,8 @@ $(VOICES)/asterisk/speech.jsonl: | $(VENV)/.installed
 	$(TSD) data asterisk --out $(VOICES)/asterisk
 
 # Debian's Chromium + ChromeDriver for the live-page test, systemd-analyze for the unit
-# checks, and real recorded speech (pocketsphinx-testdata, the Asterisk prompts, KTuberling's
-# words), Festival's voices in English and other languages and flite's for the real-speech
+# checks, and real recorded speech (pocketsphinx-testdata, the Asterisk prompts in English and
+# Italian, KTuberling's words), Festival's voices in English and other languages and flite's for the real-speech
 # viseme tests (those tests skip where the tools are missing).
 test-tools:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -78,12 +78,14 @@ test-tools:
 	  apt-get install -y -q --no-install-recommends systemd >/dev/null || \
 	  echo "make: could not install systemd-analyze; the unit checks will be skipped"
 	@test -d /usr/share/pocketsphinx/test -a -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts \
-	  -a -d /usr/share/asterisk/sounds/en_US_f_Allison -a -d /usr/share/festival/voices/russian \
+	  -a -d /usr/share/asterisk/sounds/en_US_f_Allison -a -d /usr/share/asterisk/sounds/it_IT_m_Carlo \
+	  -a -d /usr/share/festival/voices/russian \
 	  -a -f /usr/share/ktuberling/sounds/en.soundtheme \
 	  && command -v text2wave >/dev/null && command -v flite >/dev/null || \
 	  apt-get install -y -q --no-install-recommends pocketsphinx-testdata festival festlex-cmu \
 	    festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite \
-	    asterisk-core-sounds-en-g722 asterisk-core-sounds-en ktuberling-data \
+	    asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-core-sounds-it-g722 \
+	    asterisk-core-sounds-it ktuberling-data \
 	    festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv \
 	    festvox-czech-dita festvox-czech-machac festvox-ru festvox-ca-ona-hts >/dev/null || \
 	  echo "make: could not install the speech test data; the real-speech tests will be skipped"

@@ -105,20 +105,30 @@ def test_asterisk_transcripts_become_the_words_pocketsphinx_aligns():
     assert spoken_words("Go forward ten meters.") == ["go", "forward", "ten", "meters"]
 
 
-@pytest.mark.skipif(not Path("/usr/share/asterisk/sounds/en_US_f_Allison").is_dir()
-                    or not Path("/usr/share/doc/asterisk-core-sounds-en").is_dir(),
-                    reason="needs Debian's asterisk-core-sounds-en-g722 and "
-                           "asterisk-core-sounds-en")
-def test_asterisk_prompts_are_real_speech_labelled_by_forced_alignment(tmp_path):
-    from training.data.asterisk import SOUNDS, build_asterisk
+def needs_prompts(language: str):
+    return pytest.mark.skipif(
+        not Path(f"/usr/share/doc/asterisk-core-sounds-{language}").is_dir()
+        or not list(Path("/usr/share/asterisk/sounds").glob(f"{language}_*_*")),
+        reason=f"needs Debian's asterisk-core-sounds-{language}-g722 and "
+               f"asterisk-core-sounds-{language}")
+
+
+def _build_prompts(tmp_path: Path, language: str, names: tuple[str, ...]):
+    """build_asterisk over copies of a few of the language's prompts -> (report, set)."""
+    from training.data.asterisk import PROMPT_SETS, build_asterisk
     from training.data.realspeech import read_speech_manifest
 
     sounds = tmp_path / "sounds"
     (sounds / "digits").mkdir(parents=True)
-    for name in ("agent-pass", "beep", "digits/7"):
-        shutil.copy(SOUNDS / f"{name}.g722", sounds / f"{name}.g722")
-    report = build_asterisk(tmp_path / "out", sounds)
-    speech = read_speech_manifest(tmp_path / "out")
+    for name in names:
+        shutil.copy(PROMPT_SETS[language].sounds / f"{name}.g722", sounds / f"{name}.g722")
+    report = build_asterisk(tmp_path / "out", language, sounds)
+    return report, read_speech_manifest(tmp_path / "out")
+
+
+@needs_prompts("en")
+def test_asterisk_prompts_are_real_speech_labelled_by_forced_alignment(tmp_path):
+    report, speech = _build_prompts(tmp_path, "en", ("agent-pass", "beep", "digits/7"))
     assert report["utterances"] == 2 and report["skipped"]["not speech, unknown word or "
                                                             "held out"] >= 1  # the beep
     texts = {c.id: c.text for c in speech.clips}
@@ -130,6 +140,65 @@ def test_asterisk_prompts_are_real_speech_labelled_by_forced_alignment(tmp_path)
         assert abs(len(truth) - len(audio) * 25 / 16000) <= 1 and (truth != SIL).mean() > 0.5
     seven = speech.load(next(c for c in speech.clips if c.id.endswith("7")))[1]
     assert VISEME_INDEX["SS"] in seven and VISEME_INDEX["FF"] in seven  # s-e-v-e-n
+
+
+def test_ipa_phonemes_map_to_one_viseme_and_english_stand_ins_per_symbol():
+    from edge_runtime.visemes.vocabulary import (
+        ARPABET_TO_VISEME,
+        IPA_TO_VISEME,
+        ipa_symbols,
+        ipa_to_viseme,
+    )
+    from training.data.alignment import IPA_TO_ARPABET
+
+    assert set(IPA_TO_ARPABET) == set(IPA_TO_VISEME)
+    assert {p for ps in IPA_TO_ARPABET.values() for p in ps} <= set(ARPABET_TO_VISEME)
+    # stress, length, palatalisation and nasal tilde dropped; affricates kept whole
+    assert ipa_symbols("\u02c8\u025b") == ["\u025b"] and ipa_symbols("t\u02d0") == ["t"]
+    assert ipa_symbols("v\u02b2") == ["v"] and ipa_symbols("\u0254\u0303") == ["\u0254"]
+    assert ipa_symbols("t\u0283") == ["t\u0283"] and ipa_symbols("ss") == ["s", "s"]
+    assert ipa_symbols("\u00e7") == ["\u00e7"] and ipa_symbols("\u0294a") == ["a"]
+    with pytest.raises(KeyError, match="unknown IPA symbol"):
+        ipa_symbols("(en)")
+    assert [VISEME_INDEX[v] for v in ("PP", "U", "O", "CH", "RR")] == [
+        ipa_to_viseme(s) for s in ("m", "y", "\u00f8", "t\u0283", "\u0281")]
+
+
+@needs_festival
+def test_crosslingual_alignment_mostly_matches_exact_labels(tmp_path):
+    from edge_runtime.visemes.vocabulary import ipa_symbols
+    from training.data.alignment import align_ipa, frame_visemes
+    from training.data.festival import build_festival
+    from training.data.realspeech import agreement, read_speech_manifest
+    from training.data.speech import Espeak, Voice
+
+    build_festival(tmp_path, utterances=1, check=0)
+    speech = read_speech_manifest(tmp_path)
+    for clip in speech.clips:  # English, aligned as if it were another language
+        audio, truth = speech.load(clip)
+        words = [[s for p in w for s in ipa_symbols(p)]
+                 for w in Espeak.get().ipa_words(clip.text, Voice())]
+        phones = align_ipa(audio, words)
+        assert [p.label for p in phones] == [s for w in words for s in w]
+        assert all(a.end <= b.start + 1e-6 for a, b in zip(phones, phones[1:]))
+        exact, near = agreement(truth, frame_visemes(phones, len(truth), 25))
+        assert 0.6 < exact < near, clip.id
+
+
+@needs_prompts("it")
+def test_asterisk_prompts_in_other_languages_are_aligned_cross_lingually(tmp_path):
+    report, speech = _build_prompts(tmp_path, "it", ("activated", "beep", "digits/7"))
+    assert report["utterances"] == 2 and report["skipped"]["not speech, or a phoneme the IPA "
+                                                            "map lacks"] >= 1  # the beep
+    assert {c.id: c.text for c in speech.clips} == {"carlo-it-activated": "Attivato.",
+                                                    "carlo-it-digits-7": "sette"}
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        assert clip.labels == "forced-alignment-ipa" and clip.source == "asterisk-it"
+        assert abs(len(truth) - len(audio) * 25 / 16000) <= 1 and (truth != SIL).mean() > 0.5
+    seven = speech.load(next(c for c in speech.clips if c.id.endswith("7")))[1]
+    assert [v for i, v in enumerate(seven) if v != SIL and (i == 0 or v != seven[i - 1])] == [
+        VISEME_INDEX[v] for v in ("SS", "E", "DD", "E")]  # s-e-tt-e
 
 
 def test_ktuberling_names_become_the_words_spoken():
@@ -193,6 +262,16 @@ def test_real_speech_set_is_labelled_by_forced_alignment(real_speech):
     agreement = report["self_agreement"]
     assert agreement["gain -12 dB"]["agreement"] > 0.97
     assert 0.7 < agreement["noise 20 dB SNR"]["agreement"] < 1.0
+    # a silent lead-in and the pauses between words are silence, not the next phone
+    assert agreement["50 ms lead-in"]["agreement_1frame"] > 0.97
+    quiet, quiet_sil = 0, 0
+    for clip in speech.clips:
+        audio, truth = speech.load(clip)
+        frames = audio[:len(truth) * 640].reshape(len(truth), 640)
+        level = 10 * np.log10((frames ** 2).mean(1) + 1e-10)
+        low = level < level.max() - 30
+        quiet, quiet_sil = quiet + low.sum(), quiet_sil + (truth[low] == SIL).sum()
+    assert quiet > 100 and quiet_sil / quiet > 0.7
 
 
 @needs_testdata

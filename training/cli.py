@@ -117,9 +117,10 @@ def _espeak(args: argparse.Namespace) -> None:
 
 
 def _asterisk(args: argparse.Namespace) -> None:
-    from training.data.asterisk import SOUNDS, build_asterisk
+    from training.data.asterisk import build_asterisk
 
-    _written(args, build_asterisk(Path(args.out), Path(args.sounds or SOUNDS), args.fps))
+    sounds = Path(args.sounds) if args.sounds else None
+    _written(args, build_asterisk(Path(args.out), args.language, sounds, args.fps))
 
 
 def _ktuberling(args: argparse.Namespace) -> None:
@@ -362,15 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     espeak.set_defaults(func=_espeak)
 
     asterisk = cmds.add_parser(
-        "asterisk", help="real recorded English speech: the Asterisk PBX prompts",
-        description="About 570 prompts recorded by Allison Smith (Debian "
-                    "asterisk-core-sounds-en-g722, 16 kHz G.722, CC-BY-SA 3.0) with their "
-                    "transcripts (asterisk-core-sounds-en), labelled by pocketsphinx forced "
-                    "alignment through the viseme map; prompts that are not speech or hold a "
-                    "word missing from CMUdict are left out. Writes OUT/speech.jsonl (real "
-                    "speech for tsd train visemes --speech).")
+        "asterisk", help="real recorded speech: the Asterisk PBX prompts",
+        description="About 500-600 prompts per language recorded by professional voices "
+                    "(Debian asterisk-core-sounds-LANG-g722, 16 kHz G.722, CC-BY-SA 3.0) with "
+                    "their transcripts (asterisk-core-sounds-LANG), labelled by pocketsphinx "
+                    "forced alignment through the viseme map: English through CMUdict (a "
+                    "prompt with a word CMUdict lacks is left out), the other languages "
+                    "cross-lingually (espeak-ng's IPA for the transcript, each phoneme aligned "
+                    "as its nearest English phones; a prompt with a phoneme the map lacks is "
+                    "left out). Writes OUT/speech.jsonl (real speech for tsd train visemes "
+                    "--speech).")
     _recording_options(asterisk, "folder of the prompts' .g722 files (default: where "
-                                 "asterisk-core-sounds-en-g722 installs them)")
+                                 "asterisk-core-sounds-LANG-g722 installs them)")
+    asterisk.add_argument("--language", default="en",
+                          help="the prompts' Asterisk language code: en (Allison Smith), fr "
+                               "(Canadian French, June Wallack), it (Italian, a man), ru "
+                               "(Russian, a woman) or es (Mexican Spanish, Allison Smith)")
     asterisk.set_defaults(func=_asterisk)
 
     ktuberling = cmds.add_parser(

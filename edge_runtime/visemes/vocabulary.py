@@ -13,9 +13,13 @@ Inventories mapped here:
   syllabic ``el em en``), as its diphone voices write them in ``utt.save.segs``.
 - The phone sets of Festival's voices in other languages (Italian, Finnish, Czech, Russian,
   Catalan), mapped by the place and rounding their phone set files give each phone.
+- IPA, as espeak-ng writes any language's phonemes (the cross-lingual labels of recordings
+  in other languages), symbol by symbol after diacritics and length marks are removed.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 VISEMES: tuple[str, ...] = (
     "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",
@@ -137,6 +141,37 @@ FESTIVAL_LANGUAGE_TO_VISEME: dict[str, dict[str, str]] = {
     },
 }
 
+# IPA symbols (base letters; affricates as two letters), by the same rules as the Festival
+# maps of other languages: rounded front vowels take the rounded shapes, taps and trills
+# and uvular r the rhotic one, dental and alveolar affricates the sibilant one.
+IPA_TO_VISEME: dict[str, str] = {
+    # vowels
+    "a": "aa", "\u0251": "aa", "\u0250": "aa", "\u028c": "aa", "\u00e6": "aa",
+    "e": "E", "\u025b": "E", "\u0259": "E",
+    "i": "I", "\u026a": "I", "\u0268": "I",
+    "o": "O", "\u0254": "O", "\u0252": "O", "\u00f8": "O", "\u0153": "O", "\u0275": "O",
+    "u": "U", "\u028a": "U", "\u026f": "U", "y": "U", "\u028f": "U",
+    "\u025c": "RR", "\u025a": "RR", "\u025d": "RR",
+    # consonants
+    "p": "PP", "b": "PP", "m": "PP", "\u03b2": "PP",
+    "f": "FF", "v": "FF", "\u0271": "FF",
+    "\u03b8": "TH", "\u00f0": "TH",
+    "t": "DD", "d": "DD",
+    "k": "kk", "g": "kk", "\u0261": "kk", "x": "kk", "\u0263": "kk", "h": "kk", "\u014b": "kk",
+    "c": "kk", "\u025f": "kk", "q": "kk",
+    "\u0283": "CH", "\u0292": "CH", "\u0255": "CH", "\u0291": "CH", "\u00e7": "CH",
+    "t\u0283": "CH", "d\u0292": "CH", "t\u0255": "CH", "d\u0291": "CH",
+    "s": "SS", "z": "SS", "ts": "SS", "dz": "SS",
+    "n": "nn", "\u0272": "nn", "l": "nn", "\u028e": "nn", "\u026d": "nn", "\u026b": "nn",
+    "r": "RR", "\u027e": "RR", "\u0279": "RR", "\u0281": "RR", "\u0280": "RR",
+    "j": "I", "\u029d": "I", "w": "U", "\u0265": "U",
+}
+# Marks dropped before an IPA phoneme is looked up (stress, length, palatalisation,
+# aspiration, espeak-ng's own markers); combining diacritics (nasal tilde) are dropped too.
+IPA_MARKS = "\u02c8\u02cc\u02d0\u02d1\u02b2\u02b0-\"^"
+# Symbols that take no time of their own: the glottal stop is a gap, not a mouth shape.
+IPA_SILENT = frozenset({"\u0294"})
+
 # Stress and syllable marks that espeak-ng prefixes to a mnemonic in phoneme events.
 ESPEAK_STRESS_MARKS = "',%="
 
@@ -184,3 +219,26 @@ def espeak_to_viseme(mnemonic: str) -> int:
     if name not in ESPEAK_TO_VISEME:
         raise KeyError(f"unknown espeak-ng phoneme {mnemonic!r}")
     return VISEME_INDEX[ESPEAK_TO_VISEME[name]]
+
+
+def ipa_symbols(phoneme: str) -> list[str]:
+    """One IPA phoneme as espeak-ng writes it (``\u02c8\u025b``, ``t\u02d0``, ``v\u02b2``,
+    ``\u0254\u0303``, ``t\u0283``) -> its keys of IPA_TO_VISEME, in order ([] for a glottal
+    stop); raises KeyError naming a symbol the map lacks."""
+    base = "".join(ch for ch in unicodedata.normalize("NFC", phoneme)
+                   if ch not in IPA_MARKS and not unicodedata.combining(ch))
+    out, i = [], 0
+    while i < len(base):
+        size = 2 if base[i:i + 2] in IPA_TO_VISEME else 1
+        symbol = base[i:i + size]
+        if symbol not in IPA_TO_VISEME and symbol not in IPA_SILENT:
+            raise KeyError(f"unknown IPA symbol {symbol!r} in {phoneme!r}")
+        if symbol not in IPA_SILENT:
+            out.append(symbol)
+        i += size
+    return out
+
+
+def ipa_to_viseme(symbol: str) -> int:
+    """A key of IPA_TO_VISEME -> viseme id."""
+    return VISEME_INDEX[IPA_TO_VISEME[symbol]]

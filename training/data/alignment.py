@@ -7,6 +7,7 @@ their phonemes from espeak-ng.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import re
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_runtime.audio.features import SAMPLE_RATE
-from edge_runtime.visemes.vocabulary import SIL, VISEME_INDEX, arpabet_to_viseme, espeak_to_viseme
+from edge_runtime.visemes.vocabulary import (
+    SIL,
+    VISEME_INDEX,
+    arpabet_to_viseme,
+    espeak_to_viseme,
+    ipa_to_viseme,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,13 @@ def frame_visemes(phones: list[Segment], n_frames: int, fps: int) -> np.ndarray:
     for seg in phones:
         out[(centres >= seg.start) & (centres < seg.end)] = seg.viseme
     return out
+
+
+ALIGN_SILPROB = 1.0
+"""pocketsphinx's silence transition probability in forced alignment (its default, 0.005,
+left pauses and leading silence inside the neighbouring phones): against exact labels
+(Festival's and flite's voices) 1.0 agrees best (docs/decisions.md, "Pauses in the forced
+alignment")."""
 
 
 def pocketsphinx_model_dir() -> str:
@@ -128,7 +142,7 @@ def align_transcript(audio: np.ndarray, words: list[str],
     model = pocketsphinx_model_dir()
     decoder = Decoder(hmm=os.path.join(model, "en-us"),
                       dict=os.path.join(model, "cmudict-en-us.dict"),
-                      samprate=sample_rate, loglevel="FATAL")
+                      samprate=sample_rate, silprob=ALIGN_SILPROB, loglevel="FATAL")
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
     decoder.set_align_text(" ".join(known))
     _decode(decoder, pcm)  # first pass: word alignment
@@ -156,3 +170,90 @@ def _decode(decoder, pcm: bytes) -> None:
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
+
+
+# The en-us acoustic model's nearest phones for each IPA symbol of IPA_TO_VISEME: a stand-in
+# for the aligner only (the viseme comes from the IPA symbol). Sounds English lacks take the
+# closest English manner and place (front rounded vowels a back rounded one, taps a d, uvular
+# r the r, x and the palatal fricative an h); affricates English lacks take two phones.
+IPA_TO_ARPABET: dict[str, tuple[str, ...]] = {
+    "a": ("AA",), "\u0251": ("AA",), "\u0250": ("AH",), "\u028c": ("AH",), "\u00e6": ("AE",),
+    "e": ("EY",), "\u025b": ("EH",), "\u0259": ("AH",),
+    "i": ("IY",), "\u026a": ("IH",), "\u0268": ("IH",),
+    "o": ("OW",), "\u0254": ("AO",), "\u0252": ("AA",), "\u00f8": ("UH",), "\u0153": ("AH",),
+    "\u0275": ("UH",),
+    "u": ("UW",), "\u028a": ("UH",), "\u026f": ("UW",), "y": ("UW",), "\u028f": ("UH",),
+    "\u025c": ("ER",), "\u025a": ("ER",), "\u025d": ("ER",),
+    "p": ("P",), "b": ("B",), "m": ("M",), "\u03b2": ("B",),
+    "f": ("F",), "v": ("V",), "\u0271": ("M",),
+    "\u03b8": ("TH",), "\u00f0": ("DH",),
+    "t": ("T",), "d": ("D",),
+    "k": ("K",), "g": ("G",), "\u0261": ("G",), "x": ("HH",), "\u0263": ("G",), "h": ("HH",),
+    "\u014b": ("NG",), "c": ("K",), "\u025f": ("G",), "q": ("K",),
+    "\u0283": ("SH",), "\u0292": ("ZH",), "\u0255": ("SH",), "\u0291": ("ZH",), "\u00e7": ("HH",),
+    "t\u0283": ("CH",), "d\u0292": ("JH",), "t\u0255": ("CH",), "d\u0291": ("JH",),
+    "s": ("S",), "z": ("Z",), "ts": ("T", "S"), "dz": ("D", "Z"),
+    "n": ("N",), "\u0272": ("N",),
+    "l": ("L",), "\u028e": ("L",), "\u026d": ("L",), "\u026b": ("L",),
+    "r": ("R",), "\u027e": ("D",), "\u0279": ("R",), "\u0281": ("R",), "\u0280": ("R",),
+    "j": ("Y",), "\u029d": ("Y",), "w": ("W",), "\u0265": ("W",),
+}
+ALIGN_PAD_S = 0.3
+"""Silence added around a recording before cross-lingual alignment: prompts cut right at the
+first sound otherwise find no path through the transcript."""
+
+
+_WORD_NUMBERS = itertools.count()
+
+
+@functools.lru_cache(maxsize=1)
+def _crosslingual_decoder():
+    from pocketsphinx import Decoder
+
+    model = pocketsphinx_model_dir()
+    return Decoder(hmm=os.path.join(model, "en-us"),
+                   dict=os.path.join(model, "cmudict-en-us.dict"), samprate=SAMPLE_RATE,
+                   silprob=ALIGN_SILPROB, loglevel="FATAL")
+
+
+def align_ipa(audio: np.ndarray, words: list[list[str]]) -> list[Segment]:
+    """Cross-lingual forced alignment: audio [N] float32 16 kHz, each word's IPA symbols (keys
+    of IPA_TO_VISEME) -> one segment per symbol with its viseme; [] where pocketsphinx finds
+    no path."""
+    words = [w for w in words if w]
+    if not words:
+        return []
+    decoder = _crosslingual_decoder()
+    names = []
+    for i, word in enumerate(words):
+        # a dictionary entry per word spoken (pocketsphinx cannot replace an entry)
+        names.append(f"ipa-word-{next(_WORD_NUMBERS)}")
+        decoder.add_word(names[-1], " ".join(p for s in word for p in IPA_TO_ARPABET[s]),
+                         update=i == len(words) - 1)
+    pad = np.zeros(int(ALIGN_PAD_S * SAMPLE_RATE), np.float32)
+    pcm = (np.clip(np.concatenate([pad, audio, pad]), -1, 1) * 32767).astype(np.int16).tobytes()
+    try:
+        decoder.set_align_text(" ".join(names))
+        _decode(decoder, pcm)
+        decoder.set_alignment()
+        _decode(decoder, pcm)
+        alignment = decoder.get_alignment()
+    except RuntimeError:  # no path through the transcript
+        return []
+    if alignment is None:
+        return []
+    by_name = dict(zip(names, words))
+    segments = []
+    for word in alignment:
+        if word.name not in by_name:
+            continue
+        phones = [((p.start * 0.01) - ALIGN_PAD_S, (p.start + p.duration) * 0.01 - ALIGN_PAD_S)
+                  for p in word]
+        for symbol in by_name[word.name]:
+            size = len(IPA_TO_ARPABET[symbol])
+            span, phones = phones[:size], phones[size:]
+            if not span:
+                return []
+            segments.append(Segment(symbol, max(span[0][0], 0.0), span[-1][1],
+                                    ipa_to_viseme(symbol)))
+    return segments

@@ -1,35 +1,79 @@
-"""Real recorded English speech for recogniser training: the Asterisk PBX prompts
-(``tsd data asterisk``).
+"""Real recorded speech for recogniser training: the Asterisk PBX prompts
+(``tsd data asterisk --language en|fr|it|ru|es``).
 
-Debian's ``asterisk-core-sounds-en-g722`` ships about 570 prompts recorded by Allison Smith (a
-professional voice, CC-BY-SA 3.0) as 16 kHz G.722, and ``asterisk-core-sounds-en`` their
-transcripts (core-sounds-en.txt). Every other training voice is synthetic; these are a real
-person's recordings, read in a studio and coded for the telephone. They are labelled like
-the real-speech evaluation set: pocketsphinx forced alignment of the transcript through the
-viseme map (agreement with exact labels about 0.85 of frames, 0.97 within one frame,
-measured on Festival's and flite's voices). Prompts whose text is not speech ("[beep]") or
-holds a word missing from CMUdict are left out, so no frame is labelled from a guess. The
-real-speech evaluation set is another speakers' recordings, never trained on.
+Debian's ``asterisk-core-sounds-LANG-g722`` ships about 500-600 prompts per language recorded
+by professional voices (CC-BY-SA 3.0) as 16 kHz G.722, and ``asterisk-core-sounds-LANG``
+their transcripts (core-sounds-LANG.txt): Allison Smith in English and Mexican Spanish, June
+Wallack in Canadian French, a man (Carlo) in Italian and a woman in Russian. Every other
+training voice is synthetic; these are real people's recordings, read in a studio and coded
+for the telephone, and the mouth shapes of their phones are the same visemes.
+
+English is labelled like the real-speech evaluation set: pocketsphinx forced alignment of
+the transcript through the viseme map (agreement with exact labels about 0.85 of frames,
+0.97 within one frame, measured on Festival's and flite's voices); a prompt whose text is not
+speech ("[beep]") or holds a word missing from CMUdict is left out, so no frame is labelled
+from a guess. The other languages are aligned cross-lingually (alignment.align_ipa: espeak-ng's
+IPA for the transcript, each phoneme standing in as its nearest English phones); a prompt with
+a phoneme the IPA map lacks, or an English word espeak-ng marks as such, is left out. The
+real-speech evaluation set is other speakers' recordings, never trained on.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from training.data.alignment import cmudict, normalise_word
-from training.data.realspeech import Recording, align_recordings
+from edge_runtime.visemes.vocabulary import ipa_symbols
+from training.data.alignment import align_ipa, cmudict, frame_visemes, normalise_word
+from training.data.realspeech import Recording, align_recordings, frame_count, label
 from training.data.ttsset import held_out_sentence
 from training.errors import UserError
 
-SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-INSTALL = "apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en"
+
+@dataclass(frozen=True)
+class PromptSet:
+    """One language's Asterisk prompts."""
+
+    language: str
+    """Asterisk's language code (the packages' suffix)."""
+    voice: str
+    """The prompts' folder under /usr/share/asterisk/sounds."""
+    speaker: str
+    """Speaker id in the speech manifest."""
+    espeak: str | None
+    """espeak-ng voice that writes the transcript's IPA for cross-lingual alignment; None for
+    English (CMUdict)."""
+
+    @property
+    def sounds(self) -> Path:
+        return Path("/usr/share/asterisk/sounds") / self.voice
+
+    @property
+    def transcripts(self) -> Path:
+        return Path(f"/usr/share/doc/asterisk-core-sounds-{self.language}/"
+                    f"core-sounds-{self.language}.txt.gz")
+
+    @property
+    def install(self) -> str:
+        return (f"apt-get install asterisk-core-sounds-{self.language}-g722 "
+                f"asterisk-core-sounds-{self.language}")
+
+
+PROMPT_SETS: dict[str, PromptSet] = {p.language: p for p in (
+    PromptSet("en", "en_US_f_Allison", "allison", None),
+    PromptSet("fr", "fr_CA_f_June", "june", "fr"),
+    PromptSet("it", "it_IT_m_Carlo", "carlo", "it"),
+    PromptSet("ru", "ru_RU_f_IvrvoiceRU", "ivrvoice-ru", "ru"),
+    PromptSet("es", "es_MX_f_Allison", "allison", "es-419"),
+)}
+SOUNDS = PROMPT_SETS["en"].sounds
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
            "fourteen fifteen sixteen seventeen eighteen nineteen").split()
 TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
@@ -62,10 +106,11 @@ def spoken_words(text: str) -> list[str] | None:
     return words or None
 
 
-def transcripts(path: Path = TRANSCRIPTS) -> dict[str, str]:
+def transcripts(prompts: PromptSet) -> dict[str, str]:
     """Prompt name (``digits/7``, ``agent-pass``) -> its transcript."""
+    path = prompts.transcripts
     if not path.is_file():
-        raise UserError(f"{path}: no Asterisk prompt transcripts ({INSTALL})")
+        raise UserError(f"{path}: no Asterisk prompt transcripts ({prompts.install})")
     out = {}
     for line in gzip.open(path, "rt", encoding="utf-8", errors="replace"):
         name, sep, text = line.partition(":")
@@ -87,19 +132,72 @@ def read_g722(path: Path) -> np.ndarray:
     return np.concatenate(frames).astype(np.float32) / 32768.0
 
 
-def build_asterisk(out: Path, sounds: Path = SOUNDS, fps: int = 25) -> dict:
-    """OUT/speech.jsonl: every aligned prompt with its forced-alignment visemes -> a report
-    of what was used and what was left out."""
+def ipa_label(audio: np.ndarray, words: list[str], fps: int, espeak: str
+              ) -> tuple[np.ndarray, dict] | None:
+    """Cross-lingual forced alignment of a transcript in espeak-ng voice ``espeak``'s language
+    -> (frame visemes, alignment record), None where it fails."""
+    from training.data.speech import Espeak, Voice
+
+    spoken = Espeak.get().ipa_words(" ".join(words), Voice(base=espeak))
+    phones = align_ipa(audio, [_symbols(word) for word in spoken])
+    if not phones:
+        return None
+    return (frame_visemes(phones, frame_count(audio, fps), fps),
+            {"words": words, "ipa": spoken, "phones": [p.to_dict() for p in phones]})
+
+
+def build_asterisk(out: Path, language: str = "en", sounds: Path | None = None,
+                   fps: int = 25) -> dict:
+    """OUT/speech.jsonl: every aligned prompt of ``language`` with its forced-alignment
+    visemes -> a report of what was used and what was left out."""
+    if language not in PROMPT_SETS:
+        raise UserError(f"--language {language}: no Asterisk prompts known in that language "
+                        f"(known: {' '.join(PROMPT_SETS)})")
+    prompts = PROMPT_SETS[language]
+    sounds = sounds or prompts.sounds
     if not sounds.is_dir():
-        raise UserError(f"{sounds}: no Asterisk prompts ({INSTALL})")
-    return align_recordings(out, tqdm(list(_prompts(sounds)), desc="asterisk", unit="prompt"),
-                            read_g722, "allison", "asterisk", fps)
+        raise UserError(f"{sounds}: no Asterisk prompts ({prompts.install})")
+    recordings = tqdm(list(_prompts(prompts, sounds)), desc=f"asterisk {language}",
+                      unit="prompt")
+    if prompts.espeak is None:
+        return align_recordings(out, recordings, read_g722, prompts.speaker, "asterisk", fps,
+                                label)
+    return align_recordings(out, recordings, read_g722, prompts.speaker,
+                            f"asterisk-{language}", fps,
+                            functools.partial(ipa_label, espeak=prompts.espeak),
+                            "forced-alignment-ipa")
 
 
-def _prompts(sounds: Path) -> Iterator[Recording]:
-    for name, text in sorted(transcripts().items()):
-        words = spoken_words(text)
-        if words is not None and held_out_sentence(" ".join(words)):
-            words = None
-        yield Recording("allison-" + name.replace("/", "-"), sounds / f"{name}.g722", words,
-                        "not speech, unknown word or held out")
+def _prompts(prompts: PromptSet, sounds: Path) -> Iterator[Recording]:
+    english = prompts.espeak is None
+    for name, text in sorted(transcripts(prompts).items()):
+        stem = name.replace("/", "-")
+        if english:
+            words = spoken_words(text)
+            if words is not None and held_out_sentence(" ".join(words)):
+                words = None
+            yield Recording(f"{prompts.speaker}-{stem}", sounds / f"{name}.g722", words,
+                            "not speech, unknown word or held out")
+        else:
+            words = None if "[" in text or not _ipa_known(text, prompts.espeak) else text.split()
+            yield Recording(f"{prompts.speaker}-{prompts.language}-{stem}",
+                            sounds / f"{name}.g722", words,
+                            "not speech, or a phoneme the IPA map lacks")
+
+
+def _symbols(word: list[str]) -> list[str]:
+    return [symbol for phoneme in word for symbol in ipa_symbols(phoneme)]
+
+
+def _ipa_known(text: str, espeak: str) -> bool:
+    """Whether every phoneme espeak-ng writes for ``text`` is in the IPA map (an English word
+    inside the prompt, which espeak-ng marks ``(en)``, is not)."""
+    from training.data.speech import Espeak, Voice
+
+    spoken = Espeak.get().ipa_words(text, Voice(base=espeak))
+    try:
+        for word in spoken:
+            _symbols(word)
+    except KeyError:
+        return False
+    return bool(spoken)

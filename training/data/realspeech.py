@@ -109,12 +109,18 @@ class Recording:
     """Why a recording without words is left out."""
 
 
+Labeller = Callable[[np.ndarray, list[str], int], tuple[np.ndarray, dict] | None]
+"""(audio, words, fps) -> (frame visemes, alignment record), None where alignment fails."""
+
+
 def align_recordings(out: Path, recordings: Iterable[Recording],
                      read: Callable[[Path], np.ndarray], speaker: str, source: str,
-                     fps: int) -> dict:
+                     fps: int, labeller: Labeller | None = None,
+                     labels: str = "forced-alignment") -> dict:
     """OUT/speech.jsonl: every recording that has words, audio (``read`` -> 16 kHz mono) and
-    a forced alignment, with its visemes -> a report: utterances, seconds, and how many were
-    left out for each reason."""
+    a forced alignment (``labeller``, by default ``label``: English through CMUdict), with its
+    visemes -> a report: utterances, seconds, and how many were left out for each reason."""
+    labeller = labeller or label
     out.mkdir(parents=True, exist_ok=True)
     clips: list[SpeechClip] = []
     skipped: dict[str, int] = {}
@@ -122,12 +128,12 @@ def align_recordings(out: Path, recordings: Iterable[Recording],
         why = item.why if item.words is None else "" if item.path.is_file() else "no audio"
         if not why:
             audio = read(item.path)
-            labelled = label(audio, item.words, fps)
+            labelled = labeller(audio, item.words, fps)
             if labelled is None:
                 why = "alignment failed"
             else:
                 clips.append(write_speech_clip(out, item.id, audio, *labelled, speaker, source,
-                                               "forced-alignment", " ".join(item.words), fps))
+                                               labels, " ".join(item.words), fps))
         if why:
             skipped[why] = skipped.get(why, 0) + 1
     if not clips:
