@@ -1,6 +1,6 @@
 """The committed demo bundle (bundles/demo): it loads (schema, checksums, shapes), the
-runtime reproduces the quality its report states on regenerated held-out clips, and the
-mouth it renders follows the speech."""
+runtime reproduces the quality its report states on regenerated held-out clips, the mouth it
+renders follows the speech, and its default viseme path meets the real-speech bars."""
 
 from __future__ import annotations
 
@@ -86,3 +86,21 @@ def test_the_rendered_mouth_follows_the_speech(scored_clips):
     # the opening is measured in the ground truth's mouth boxes, which follow the clip's head
     # motion: a still all-sil mouth scored 0.0-0.8 per clip (mean 0.38) on the demo bundle
     assert np.mean(driven) > np.mean(silent) + 0.2, (driven, silent)
+
+
+@pytest.mark.skipif(not Path("/usr/share/pocketsphinx/test/data").is_dir()
+                    or not Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out").is_file(),
+                    reason="needs Debian's pocketsphinx-testdata and festlex-cmu")
+def test_the_default_recogniser_meets_the_real_speech_bars(tmp_path):
+    """edge-run's default path (the bundle's recogniser fused with pocketsphinx, the
+    bundle's weight) on the packaged real readers, labelled by forced alignment."""
+    from training.data.realspeech import build_real_speech
+    from training.eval.visemes import BAR_LATENCY_S, recognizer_factory, score_set, speech_set
+
+    bundle, root = load_bundle(DEMO)
+    build_real_speech(tmp_path)
+    row = score_set(recognizer_factory(bundle, root, "fused"), speech_set(tmp_path),
+                    bundle.fps, bundle.audio)
+    assert row["frames"] == 924
+    assert row["streaming_accuracy"] >= 0.70 and row["streaming_accuracy_1frame"] >= 0.85
+    assert row["sound_to_viseme_latency_ms"] <= 1000 * BAR_LATENCY_S
