@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     asterisk = cmds.add_parser(
         "asterisk", help="real recorded speech: the Asterisk PBX prompts",
         description="About 500-600 prompts per language recorded by professional voices "
-                    "(Debian asterisk-core-sounds-LANG-g722, 16 kHz G.722, CC-BY-SA 3.0) with "
+                    "(Debian asterisk-core-sounds-LANG-g722, 16 kHz G.722, CC-BY-SA 3.0 or "
+                    "CC-BY 3.0 as the package's copyright file states) with "
                     "their transcripts (asterisk-core-sounds-LANG), labelled by pocketsphinx "
                     "forced alignment through the viseme map: English through CMUdict (a "
                     "prompt with a word CMUdict lacks is left out), the other languages "
@@ -377,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "asterisk-core-sounds-LANG-g722 installs them)")
     asterisk.add_argument("--language", default="en",
                           help="the prompts' Asterisk language code: en (Allison Smith), fr "
-                               "(Canadian French, June Wallack), it (Italian, a man), ru "
-                               "(Russian, a woman) or es (Mexican Spanish, Allison Smith)")
+                               "(Canadian French, June Wallack), it (Italian, Carlo Flora), "
+                               "ru (Russian, a woman) or es (Mexican Spanish, Allison Smith)")
     asterisk.set_defaults(func=_asterisk)
 
     ktuberling = cmds.add_parser(

@@ -2,9 +2,10 @@
 (``tsd data asterisk --language en|fr|it|ru|es``).
 
 Debian's ``asterisk-core-sounds-LANG-g722`` ships about 500-600 prompts per language recorded
-by professional voices (CC-BY-SA 3.0) as 16 kHz G.722, and ``asterisk-core-sounds-LANG``
-their transcripts (core-sounds-LANG.txt): Allison Smith in English and Mexican Spanish, June
-Wallack in Canadian French, a man (Carlo) in Italian and a woman in Russian. Every other
+by professional voices as 16 kHz G.722, and ``asterisk-core-sounds-LANG`` their transcripts
+(core-sounds-LANG.txt): Allison Smith in English and Mexican Spanish and June Wallack in
+Canadian French (CC-BY-SA 3.0), Carlo Flora in Italian and a woman's voice from ivrvoice.ru in
+Russian (CC-BY 3.0), as the packages' copyright files state. Every other
 training voice is synthetic; these are real people's recordings, read in a studio and coded
 for the telephone, and the mouth shapes of their phones are the same visemes.
 
