@@ -54,6 +54,8 @@ def frame_visemes(phones: list[Segment], n_frames: int, fps: int) -> np.ndarray:
     return out
 
 
+POCKETSPHINX_FRAME_S = 0.01
+"""pocketsphinx's frames (alignment times are counted in them)."""
 ALIGN_SILPROB = 1.0
 """pocketsphinx's silence transition probability in forced alignment (its default, 0.005,
 left pauses and leading silence inside the neighbouring phones): against exact labels
@@ -152,7 +154,7 @@ def align_transcript(audio: np.ndarray, words: list[str],
     if alignment is None:
         log.warning("pocketsphinx could not align %r", " ".join(known))
         return [], []
-    frame = 0.01  # pocketsphinx frames are 10 ms
+    frame = POCKETSPHINX_FRAME_S
     word_segs, phone_segs = [], []
     for word in alignment:
         start, end = word.start * frame, (word.start + word.duration) * frame
@@ -247,7 +249,8 @@ def align_ipa(audio: np.ndarray, words: list[list[str]]) -> list[Segment]:
     for word in alignment:
         if word.name not in by_name:
             continue
-        phones = [((p.start * 0.01) - ALIGN_PAD_S, (p.start + p.duration) * 0.01 - ALIGN_PAD_S)
+        frame = POCKETSPHINX_FRAME_S
+        phones = [(p.start * frame - ALIGN_PAD_S, (p.start + p.duration) * frame - ALIGN_PAD_S)
                   for p in word]
         for symbol in by_name[word.name]:
             size = len(IPA_TO_ARPABET[symbol])

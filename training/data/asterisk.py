@@ -11,7 +11,7 @@ for the telephone, and the mouth shapes of their phones are the same visemes.
 
 English is labelled like the real-speech evaluation set: pocketsphinx forced alignment of
 the transcript through the viseme map (agreement with exact labels about 0.85 of frames,
-0.97 within one frame, measured on Festival's and flite's voices); a prompt whose text is not
+0.98 within one frame, measured on Festival's and flite's voices); a prompt whose text is not
 speech ("[beep]") or holds a word missing from CMUdict is left out, so no frame is labelled
 from a guess. The other languages are aligned cross-lingually (alignment.align_ipa: espeak-ng's
 IPA for the transcript, each phoneme standing in as its nearest English phones); a prompt with
@@ -74,7 +74,6 @@ PROMPT_SETS: dict[str, PromptSet] = {p.language: p for p in (
     PromptSet("ru", "ru_RU_f_IvrvoiceRU", "ivrvoice-ru", "ru"),
     PromptSet("es", "es_MX_f_Allison", "allison", "es-419"),
 )}
-SOUNDS = PROMPT_SETS["en"].sounds
 NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
            "fourteen fifteen sixteen seventeen eighteen nineteen").split()
 TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
