@@ -133,24 +133,13 @@ def align_transcript(audio: np.ndarray, words: list[str],
     audio: [N] float32 16 kHz. Words missing from CMUdict are left out of the alignment
     (they become part of the neighbouring spans) with a warning.
     """
-    from pocketsphinx import Decoder
-
     known = [normalise_word(w) for w in words if normalise_word(w) in cmudict()]
     missing = [w for w in words if normalise_word(w) not in cmudict() and not _NON_SPEECH.match(w)]
     if missing:
         log.warning("aligning without words missing from CMUdict: %s", " ".join(missing))
     if not known:
         return [], []
-    model = pocketsphinx_model_dir()
-    decoder = Decoder(hmm=os.path.join(model, "en-us"),
-                      dict=os.path.join(model, "cmudict-en-us.dict"),
-                      samprate=sample_rate, silprob=ALIGN_SILPROB, loglevel="FATAL")
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-    decoder.set_align_text(" ".join(known))
-    _decode(decoder, pcm)  # first pass: word alignment
-    decoder.set_alignment()
-    _decode(decoder, pcm)  # second pass: phone and state alignment
-    alignment = decoder.get_alignment()
+    alignment = _force_align(_aligner(sample_rate), _pcm(audio), " ".join(known))
     if alignment is None:
         log.warning("pocketsphinx could not align %r", " ".join(known))
         return [], []
@@ -166,6 +155,31 @@ def align_transcript(audio: np.ndarray, words: list[str],
                                       (phone.start + phone.duration) * frame,
                                       arpabet_to_viseme(phone.name)))
     return word_segs, phone_segs
+
+
+def _aligner(sample_rate: int = SAMPLE_RATE):
+    """A pocketsphinx decoder for forced alignment (en-us model, CMUdict)."""
+    from pocketsphinx import Decoder
+
+    model = pocketsphinx_model_dir()
+    return Decoder(hmm=os.path.join(model, "en-us"),
+                   dict=os.path.join(model, "cmudict-en-us.dict"), samprate=sample_rate,
+                   silprob=ALIGN_SILPROB, loglevel="FATAL")
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    """audio [N] float32 -> 16-bit PCM bytes."""
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+def _force_align(decoder, pcm: bytes, text: str):
+    """pocketsphinx's alignment of ``text`` (words in the decoder's dictionary) over ``pcm``,
+    None where it finds none; raises RuntimeError where no path fits the transcript."""
+    decoder.set_align_text(text)
+    _decode(decoder, pcm)  # first pass: word alignment
+    decoder.set_alignment()
+    _decode(decoder, pcm)  # second pass: phone and state alignment
+    return decoder.get_alignment()
 
 
 def _decode(decoder, pcm: bytes) -> None:
@@ -210,12 +224,8 @@ _WORD_NUMBERS = itertools.count()
 
 @functools.lru_cache(maxsize=1)
 def _crosslingual_decoder():
-    from pocketsphinx import Decoder
-
-    model = pocketsphinx_model_dir()
-    return Decoder(hmm=os.path.join(model, "en-us"),
-                   dict=os.path.join(model, "cmudict-en-us.dict"), samprate=SAMPLE_RATE,
-                   silprob=ALIGN_SILPROB, loglevel="FATAL")
+    """One aligner for every utterance: the words of each are added to its dictionary."""
+    return _aligner()
 
 
 def align_ipa(audio: np.ndarray, words: list[list[str]]) -> list[Segment]:
@@ -233,13 +243,9 @@ def align_ipa(audio: np.ndarray, words: list[list[str]]) -> list[Segment]:
         decoder.add_word(names[-1], " ".join(p for s in word for p in IPA_TO_ARPABET[s]),
                          update=i == len(words) - 1)
     pad = np.zeros(int(ALIGN_PAD_S * SAMPLE_RATE), np.float32)
-    pcm = (np.clip(np.concatenate([pad, audio, pad]), -1, 1) * 32767).astype(np.int16).tobytes()
     try:
-        decoder.set_align_text(" ".join(names))
-        _decode(decoder, pcm)
-        decoder.set_alignment()
-        _decode(decoder, pcm)
-        alignment = decoder.get_alignment()
+        alignment = _force_align(decoder, _pcm(np.concatenate([pad, audio, pad])),
+                                 " ".join(names))
     except RuntimeError:  # no path through the transcript
         return []
     if alignment is None:

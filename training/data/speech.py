@@ -26,7 +26,7 @@ from training.data.media import SAMPLE_RATE, resample
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INIT_PHONEME_EVENTS = 1
 _POS_CHARACTER = 1
-_PHONEMES_IPA = 2
+_PHONEMES_MNEMONICS, _PHONEMES_IPA = 0, 2
 _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
@@ -183,30 +183,31 @@ class Espeak:
 
     def phonemes(self, text: str, voice: Voice = Voice()) -> list[str]:
         """espeak-ng mnemonics for ``text`` (stress marks stripped), without synthesis."""
-        self.set_voice(voice)
-        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
-        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
         out: list[str] = []
-        separator = ord("|") << 8
-        while pointer.value:
-            result = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, separator)
-            for token in (result or b"").decode("latin-1").replace(" ", "|").split("|"):
+        for clause in self._clauses(text, voice, _PHONEMES_MNEMONICS):
+            for token in clause.decode("latin-1").replace(" ", "|").split("|"):
                 out.extend(split_mnemonics(token.strip().lstrip(ESPEAK_STRESS_MARKS)))
         return out
-
 
     def ipa_words(self, text: str, voice: Voice) -> list[list[str]]:
         """Each word of ``text`` as IPA phonemes in ``voice``'s language (``vocabulary.
         ipa_symbols`` splits them), without synthesis."""
+        clauses = [c.decode("utf-8", "replace")
+                   for c in self._clauses(text, voice, _PHONEMES_IPA)]
+        return [[p for p in word.split("|") if p] for word in " ".join(clauses).split()]
+
+    def _clauses(self, text: str, voice: Voice, mode: int) -> list[bytes]:
+        """espeak-ng's phonemes of ``text``, one string per clause, phonemes separated by
+        ``|`` and words by spaces (``mode``: mnemonics or IPA)."""
         self.set_voice(voice)
         buffer = ctypes.create_string_buffer(text.encode("utf-8"))
         pointer = ctypes.c_void_p(ctypes.addressof(buffer))
         clauses = []
         while pointer.value:
             result = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8,
-                                                     _PHONEMES_IPA | ord("|") << 8)
-            clauses.append((result or b"").decode("utf-8", "replace"))
-        return [[p for p in word.split("|") if p] for word in " ".join(clauses).split()]
+                                                     mode | ord("|") << 8)
+            clauses.append(result or b"")
+        return clauses
 
 
 def split_mnemonics(token: str) -> list[str]:
