@@ -2,9 +2,16 @@
 alignment, blended with a feathered mask over the lower face (jaw, mouth, chin) and
 colour-matched to the photo. Outside the mask every output pixel is the photo's own.
 
-Everything that depends only on the photo (mask, region, inverse transform) is computed once
-per reference; per frame: a colour lookup on the small face, one warp and one blend over
-the mask's bounding box.
+Inside the mask the photo keeps its fine detail where the face does not move: the model
+renders at 128 px, the photo's face is often three or four times that, so its skin and lip
+texture above the render's resolution (the photo less its blur at the render's scale) is
+added back wherever the rendered face agrees with the blurred photo. Where the mouth opens
+or the lips move, the render departs from the photo and the weight falls to zero, so the
+still photo's lips never show over a moving mouth.
+
+Everything that depends only on the photo (mask, region, inverse transform, detail layer)
+is computed once per reference; per frame: a colour lookup and a comparison on the small
+face, two warps and one blend over the mask's bounding box.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ FEATHER = 0.12
 """Blur of the mask's edge (Gaussian sigma, times the eye distance)."""
 GAIN_RANGE = (0.67, 1.5)
 """Bounds of the colour transfer's contrast gain: a mouth that opens must not be flattened."""
+DETAIL_SIGMA = 1.0
+"""The photo's detail layer is the photo less its Gaussian blur of this sigma, in rendered
+pixels (the render's own resolution: what it cannot carry)."""
+DETAIL_TOLERANCE = 24.0
+"""Grey levels: where the rendered face differs from the blurred photo by this much (the
+largest channel, smoothed over a rendered pixel), none of the photo's detail is added;
+where they agree, all of it."""
 
 
 @dataclass
@@ -40,6 +54,9 @@ class PasteBack:
     """1 - mask: the photo's weight."""
     lut: np.ndarray | None = field(default=None)
     """[256, 1, 3] uint8 colour transfer for the rendered face; fixed by ``calibrate``."""
+    detail: PhotoDetail | None = field(default=None)
+    """The photo's fine detail and its blur at the render's size; made on the first frame,
+    from the photo, ``inverse`` and ``box`` alone (a receiver rebuilds it the same way)."""
 
     @classmethod
     def build(cls, photo: np.ndarray, alignment: Alignment, landmarks: np.ndarray,
@@ -89,9 +106,46 @@ class PasteBack:
         """Rendered aligned face [S, S, 3] uint8 -> the frame [H, W, 3] uint8."""
         if self.lut is None:
             self.calibrate(face)
+        if self.detail is None or self.detail.blurred.shape[0] != face.shape[0]:
+            self.detail = PhotoDetail.of(self.photo, self.inverse, self.box, self.mask,
+                                         face.shape[0])
         x0, y0, x1, y1 = self.box
         frame = self.photo.copy()
-        warped = self._warp(cv2.LUT(face, self.lut))
-        frame[y0:y1, x0:x1] = cv2.blendLinear(warped, self.photo[y0:y1, x0:x1], self.mask,
-                                              self.keep)
+        coloured = cv2.LUT(face, self.lut)
+        blended = cv2.blendLinear(self._warp(coloured), self.photo[y0:y1, x0:x1], self.mask,
+                                  self.keep)
+        weight = self._warp(self.detail.weight(coloured))  # [h, w]
+        detail = cv2.multiply(self.detail.layer, cv2.cvtColor(weight, cv2.COLOR_GRAY2RGB))
+        frame[y0:y1, x0:x1] = cv2.add(blended, detail, dtype=cv2.CV_8U)
         return frame
+
+
+@dataclass(frozen=True)
+class PhotoDetail:
+    layer: np.ndarray
+    """[y1 - y0, x1 - x0, 3] float32: the photo over the box less its blur (signed), times
+    the paste-back's mask."""
+    blurred: np.ndarray
+    """[S, S, 3] uint8: the blurred photo in the rendered face's pixels."""
+
+    @classmethod
+    def of(cls, photo: np.ndarray, inverse: np.ndarray, box: tuple[int, int, int, int],
+           mask: np.ndarray, size: int) -> PhotoDetail:
+        """photo [H, W, 3] uint8; ``inverse`` [2, 3] maps the rendered face [size, size] to
+        the pixels of ``box``, ``mask`` [y1 - y0, x1 - x0] is the rendered face's weight."""
+        x0, y0, x1, y1 = box
+        region = photo[y0:y1, x0:x1].astype(np.float32)
+        scale = float(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))  # photo px per face px
+        blurred = cv2.GaussianBlur(region, (0, 0), max(DETAIL_SIGMA * scale, 0.5))
+        forward = cv2.invertAffineTransform(inverse)
+        small = cv2.warpAffine(blurred, forward, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        return cls((region - blurred) * mask[:, :, None],
+                   np.clip(np.round(small), 0, 255).astype(np.uint8))
+
+    def weight(self, face: np.ndarray) -> np.ndarray:
+        """Colour-matched rendered face [S, S, 3] uint8 -> [S, S] float32 in [0, 1]: how much
+        of the photo's detail belongs there."""
+        red, green, blue = cv2.split(cv2.absdiff(face, self.blurred))
+        gap = cv2.GaussianBlur(cv2.max(cv2.max(red, green), blue), (0, 0), 1.0)
+        return cv2.max(1 - gap.astype(np.float32) / DETAIL_TOLERANCE, 0.0)
