@@ -55,8 +55,9 @@ class PasteBack:
     lut: np.ndarray | None = field(default=None)
     """[256, 1, 3] uint8 colour transfer for the rendered face; fixed by ``calibrate``."""
     detail: PhotoDetail | None = field(default=None)
-    """The photo's fine detail and its blur at the render's size; made on the first frame,
-    from the photo, ``inverse`` and ``box`` alone (a receiver rebuilds it the same way)."""
+    """The photo's fine detail and its blur at the render's size; made on the first frame
+    from the photo, ``inverse``, ``box`` and ``mask`` alone (a receiver rebuilds it the same
+    way)."""
 
     @classmethod
     def build(cls, photo: np.ndarray, alignment: Alignment, landmarks: np.ndarray,
