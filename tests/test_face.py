@@ -136,6 +136,10 @@ def test_tilted_and_rescaled_photos_align_to_the_same_crop(demo, landmarker):
     assert np.abs(unaligned - straight).mean() > 3 * np.abs(aligned - straight).mean()
 
 
+def _identity_lut() -> np.ndarray:
+    return np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+
+
 @needs_photos
 @pytest.mark.parametrize("name", ("single_face.jpg", "15-f13-anc-ph.jpg"))
 def test_pasting_back_the_unchanged_crop_gives_the_photo(demo, name):
@@ -143,7 +147,7 @@ def test_pasting_back_the_unchanged_crop_gives_the_photo(demo, name):
     paste = reference.paste
     photo = read_photo(PHOTOS / name)
     assert paste.photo.shape == photo.shape  # under 720 px: the photo's own size
-    paste.lut = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    paste.lut = _identity_lut()
     frame = paste(reference.crop).astype(np.int64)
     x0, y0, x1, y1 = paste.box
     inside = np.zeros(photo.shape[:2], bool)
@@ -151,10 +155,6 @@ def test_pasting_back_the_unchanged_crop_gives_the_photo(demo, name):
     difference = np.abs(frame - photo).max(axis=2)
     assert difference[~inside].max() <= 1
     assert difference[inside].mean() < 6  # a 128 px round trip blurs, nothing more
-
-
-def _identity_lut() -> np.ndarray:
-    return np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
 
 
 def _without_detail(paste, face: np.ndarray) -> np.ndarray:

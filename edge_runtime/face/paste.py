@@ -136,9 +136,9 @@ class PhotoDetail:
         the pixels of ``box``, ``mask`` [y1 - y0, x1 - x0] is the rendered face's weight."""
         x0, y0, x1, y1 = box
         region = photo[y0:y1, x0:x1].astype(np.float32)
-        scale = float(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))  # photo px per face px
-        blurred = cv2.GaussianBlur(region, (0, 0), max(DETAIL_SIGMA * scale, 0.5))
         forward = cv2.invertAffineTransform(inverse)
+        scale = 1 / Alignment(forward, size).scale  # photo px per face px
+        blurred = cv2.GaussianBlur(region, (0, 0), max(DETAIL_SIGMA * scale, 0.5))
         small = cv2.warpAffine(blurred, forward, (size, size), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
         return cls((region - blurred) * mask[:, :, None],
