@@ -24,7 +24,8 @@ def test_the_demo_bundle_loads_with_every_variant_and_checksum():
     bundle, root = load_bundle(DEMO)  # verifies every graph's sha256 and I/O
     assert set(bundle.variants) == set(VARIANTS)
     assert bundle.recognizer is not None and bundle.resolution == 128
-    assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) < 32 * 2 ** 20
+    # the demo bundle's bar: at most 30 MB, counted in MiB as the README's sizes are
+    assert sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) <= 30 * 2 ** 20
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from training.config import AERunConfig, AutoencoderConfig, load_config
 from training.data.manifest import read_manifest
+from training.errors import UserError
 from training.losses import box_mask, masked_l1, psnr, ssim_loss
 from training.models.autoencoder import Autoencoder
 from training.tasks.autoencoder import AutoencoderTask
@@ -62,6 +63,25 @@ def test_a_later_stage_trains_with_its_own_lr(tiny_dataset, tmp_path):
     assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([want])
     resumed.scheduler.step()
     assert resumed.scheduler.get_last_lr() == pytest.approx([stage.lr * lr_lambda(stage)(6)])
+
+
+def test_a_stage_with_its_own_schedule_starts_at_its_peak(tiny_dataset, tmp_path):
+    torch.set_num_threads(1)
+    make_trainer(tiny_dataset, tmp_path).fit(stop_at=5)
+    config = load_config(TINY, AERunConfig)
+    run_long = dataclasses.replace(config.train, steps=12, warmup_steps=2)
+    own = dataclasses.replace(run_long, schedule_start=5)
+    assert lr_lambda(run_long)(5) < 0.8  # resumed where the run-long cosine has fallen
+    assert [lr_lambda(own)(s) for s in (5, 6)] == [0.5, 1.0]  # its own warm-up, then its peak
+    assert lr_lambda(own)(11) < 0.1 and lr_lambda(own)(12) == pytest.approx(0.0)
+    resumed = Trainer(AutoencoderTask(config, read_manifest(tiny_dataset)), own, tmp_path,
+                      config)
+    assert resumed.resume() and resumed.step == 5
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([own.lr * 0.5])
+    early = dataclasses.replace(own, schedule_start=8)
+    with pytest.raises(UserError, match="schedule starts at step 8"):
+        Trainer(AutoencoderTask(config, read_manifest(tiny_dataset)), early, tmp_path,
+                config).fit()
 
 
 def free_port() -> int:

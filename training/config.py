@@ -399,7 +399,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_steps: int = 100
-    """Linear warm-up steps before the cosine decay."""
+    """Linear warm-up steps before the cosine decay (counted from ``schedule_start``)."""
+    schedule_start: int = 0
+    """Step at which this config's warm-up and cosine begin. A later stage of a run (a config
+    that resumes it with more ``steps``) sets its own first step here, so its learning rate
+    rises to ``lr`` and falls to 0 over its own steps; 0: one schedule over the whole run,
+    and a later stage resumes where that run-long cosine has already fallen."""
     grad_clip: float = 1.0
     """Global gradient-norm clip (0 disables)."""
     ema_decay: float = 0.999
@@ -424,6 +429,8 @@ class TrainConfig:
                     "val_batches"):
             _check(getattr(self, key) >= 1, where, key, "must be >= 1")
         _check(self.lr > 0, where, "lr", "must be positive")
+        _check(0 <= self.schedule_start < self.steps, where, "schedule_start",
+               "must be in [0, steps)")
         _check(0 <= self.ema_decay < 1, where, "ema_decay", "must be in [0, 1)")
         _check(self.workers >= 0, where, "workers", "must be >= 0")
 

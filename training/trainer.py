@@ -117,10 +117,17 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def lr_lambda(config: TrainConfig):
+    """Step -> factor of ``lr``: linear warm-up, then one cosine to 0 at ``steps``, both counted
+    from ``schedule_start`` (``fit`` refuses a run that is still before it; 0 there)."""
+    start, span = config.schedule_start, config.steps - config.schedule_start
+
     def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        local = step - start
+        if local < 0:
+            return 0.0
+        if local < config.warmup_steps:
+            return (local + 1) / config.warmup_steps
+        progress = (local - config.warmup_steps) / max(1, span - config.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -255,6 +262,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resume() and init is not None:
             self.start_from(Path(init))
+        if self.step < cfg.schedule_start:
+            raise UserError(f"{self.out}: the run is at step {self.step} but this config's "
+                            f"schedule starts at step {cfg.schedule_start} "
+                            "(train.schedule_start); train the stage before it first")
         stop = min(cfg.steps, stop_at if stop_at is not None else cfg.steps)
         metrics = MetricsLog(self.out / "metrics.jsonl", self.step, self.info.main)
         sampler = StepBatchSampler(len(self.task.train_set), cfg.batch_size, cfg.seed,
