@@ -110,7 +110,7 @@ train-demo: $(VENV)/.installed voices test-tools
 	  $(PACK) $$t || exit 1; \
 	done
 	for c in student student-leak student-long student-motion student-leak10 \
-	    student-leak30 student-leak60; do \
+	    student-leak30 student-leak60 student-chin; do \
 	  $(TSD) train student --config configs/demo/$$c.yaml --data $(MIX) --out $(RUNS)/student || exit 1; \
 	done
 	$(TSD) train ae --config configs/demo/decoder.yaml --data $(MIX) --out $(RUNS)/decoder

@@ -37,6 +37,7 @@ def test_item_shapes_and_alignment(tiny_dataset):
     visemes = np.load(manifest.resolve(clip.visemes))
     assert item["visemes"][:, 2].tolist() == visemes[start:start + 4].tolist()
     assert not item["ref_cross"] and item["identity"] == item["ref_identity"]
+    assert not item["real_texture"] and clip.texture == "synthetic"
     assert len(ds) == len(manifest.split("train"))
 
 

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from training.data.flow import warp as warp_numpy
 from training.losses import (
     identity_loss,
+    motion_gap,
     mouth_motion_gap,
+    moving_outside_mouth,
     outside_mouth_change,
     temporal_loss,
     warp,
@@ -90,3 +92,33 @@ def test_mouth_motion_gap_counts_how_much_the_mouth_moves_not_when():
     nodding = talking.clone()
     nodding[:, 1::2, :, :2] += 0.3  # the forehead: the leak term's business
     assert torch.all(mouth_motion_gap(nodding, talking, mouth) == 0)
+
+
+def test_a_real_texture_jaw_is_matched_in_amount_and_left_out_of_the_leak():
+    """On a real-texture window the truth's jaw, below the mouth box, moves: its amount of
+    motion is matched (not its timing) and leak no longer asks it to be still; a synthetic
+    window's same pixels stay leak's business, and the still forehead stays leak's in both."""
+    g = torch.Generator().manual_seed(0)
+    still = torch.rand(2, 1, 3, 16, 16, generator=g).expand(2, 5, 3, 16, 16).clone()
+    mouth = torch.zeros(2, 5, 1, 16, 16)
+    mouth[..., 4:10, 4:12] = 1
+    truth = still.clone()
+    truth[:, 1::2, :, 12:14, 4:12] += 0.4  # the jaw, below the box
+    real = torch.tensor([True, False])
+    moving = moving_outside_mouth(truth, mouth, real)
+    assert moving.shape == (2, 1, 1, 16, 16)
+    assert torch.all(moving[0, 0, 0, 12:14, 4:12] == 1) and moving[0].sum() == 16
+    assert torch.all(moving[1] == 0)
+    early = still.clone()
+    early[:, 0::2, :, 12:14, 4:12] += 0.4  # as much jaw motion, a frame early
+    assert torch.all(motion_gap(early, truth, moving) == 0)
+    assert motion_gap(still, truth, moving) == pytest.approx(torch.tensor([0.4, 0.0]))
+    leak = outside_mouth_change(early, truth, mouth, moving)
+    assert leak[0] == 0 and leak[1] > 0
+    assert torch.equal(leak[1], outside_mouth_change(early, truth, mouth)[1])
+    nodding = truth.clone()
+    nodding[:, 1::2, :, :2] += 0.3  # the forehead moves, not in the truth
+    assert torch.all(outside_mouth_change(nodding, truth, mouth, moving) > 0)
+    faint = still.clone()
+    faint[:, 1::2, :, 12:14, 4:12] += 0.01  # under the threshold: still
+    assert moving_outside_mouth(faint, mouth, real).sum() == 0

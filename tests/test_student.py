@@ -89,6 +89,41 @@ def test_mouth_feature_term_loads_the_sync_expert_and_weighs_in(tiny_dataset, ti
     assert abs(float(totals[0.5] - totals[0.0]) - 0.5 * logs["mouth_feature"]) < 1e-5
 
 
+def test_chin_term_counts_only_the_real_texture_windows(tiny_dataset, tiny_ae, tiny_idenc,
+                                                        tiny_teacher):
+    """loss.chin_motion on: a synthetic window scores 0 and keeps its leak; the same window
+    marked real-texture scores the truth's moving pixels outside the mouth box (the tiny
+    set's head sway), leaves them out of leak, and the total moves by the weight times the
+    term. Off, the term is not computed."""
+    from training.trainer import step_generator
+
+    config, off = make(tiny_dataset, tiny_ae, tiny_idenc, tiny_teacher)
+    run = dataclasses.replace(config, loss=dataclasses.replace(config.loss, chin_motion=2.0))
+    task = StudentTask(run, read_manifest(tiny_dataset))
+    task.model.load_state_dict(off.model.state_dict())
+    task.target.load_state_dict(off.target.state_dict())
+    batch = next(iter(torch.utils.data.DataLoader(task.train_set, batch_size=2)))
+    assert not batch["real_texture"].any()
+    results = {}
+    for name, one in (("off", off), ("synthetic", task)):
+        with torch.no_grad():
+            results[name] = one.loss(one.model, batch, step_generator(0, 0, 0))
+    real = {**batch, "real_texture": torch.ones(2, dtype=torch.bool)}
+    with torch.no_grad():
+        results["real"] = task.loss(task.model, real, step_generator(0, 0, 0))
+    assert "chin_motion" not in results["off"][1]
+    assert results["synthetic"][1]["chin_motion"] == 0
+    assert results["synthetic"][1]["leak"] == results["off"][1]["leak"]
+    assert abs(float(results["synthetic"][0] - results["off"][0])) < 1e-6
+    logs = results["real"][1]
+    assert logs["chin_motion"] > 0 and logs["leak"] < results["off"][1]["leak"]
+    others = {k: v for k, v in logs.items() if k not in ("chin_motion", "leak")}
+    assert others == {k: v for k, v in results["off"][1].items() if k in others}
+    expected = (float(results["off"][0]) + run.loss.leak * (logs["leak"]
+                - results["off"][1]["leak"]) + 2.0 * logs["chin_motion"])
+    assert abs(float(results["real"][0]) - expected) < 1e-5
+
+
 def test_to_moves_every_frozen_network_with_the_task(tiny_dataset, tiny_ae, tiny_idenc,
                                                      tiny_teacher):
     """The trainer moves the model; the networks the task holds beside it (teacher,

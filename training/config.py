@@ -572,6 +572,11 @@ class StudentLossConfig:
     """Gap between the amounts of frame-to-frame change inside the mouth boxes of the decoded
     prediction and of the ground truth (a mouth moving less or more than the truth's; 0 =
     off)."""
+    chin_motion: float = 0.0
+    """The same gap over the pixels outside the mouth boxes that move in the truth of a
+    real-texture window (the jaw the mouth model's warp moves below the box), which ``leak``
+    then leaves out; synthetic windows keep ``leak`` everywhere outside their boxes (0 =
+    off)."""
     mouth_feature: float = 0.0
     """Distance between the sync expert's video-trunk activations for the decoded and the true
     mouth windows (a perceptual mouth-shape term; needs ``sync_expert``; 0 = off)."""

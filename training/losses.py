@@ -60,12 +60,14 @@ def temporal_loss(frames: torch.Tensor, flow: torch.Tensor,
     return value if per_sample else value.mean()
 
 
-def outside_mouth_change(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Tensor
-                         ) -> torch.Tensor:
-    """Mean |(x_{t+1} - x_t) - (y_{t+1} - y_t)| outside the mouth boxes of both frames,
-    averaged over whole frames, per sample [B]. frames, truth: [B, T, C, H, W]; mouth:
-    [B, T, 1, H, W] masks (1 inside)."""
+def outside_mouth_change(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Tensor,
+                         moving: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |(x_{t+1} - x_t) - (y_{t+1} - y_t)| outside the mouth boxes of both frames (and
+    outside ``moving`` [B, 1, 1, H, W] when given), averaged over whole frames, per sample
+    [B]. frames, truth: [B, T, C, H, W]; mouth: [B, T, 1, H, W] masks (1 inside)."""
     outside = 1 - mouth_of_either_frame(mouth)
+    if moving is not None:
+        outside = outside * (1 - moving)
     change = (frames[:, 1:] - frames[:, :-1]) - (truth[:, 1:] - truth[:, :-1])
     return (change.abs().mean(2, keepdim=True) * outside).flatten(1).mean(1)
 
@@ -78,14 +80,38 @@ def mouth_motion_gap(frames: torch.Tensor, truth: torch.Tensor, mouth: torch.Ten
     timing is uncertain (a still mouth is its median; measured in docs/decisions.md, "Mouth-
     motion term matches the amount of change"), so only the amount is matched. Shapes as
     outside_mouth_change."""
-    inside = mouth_of_either_frame(mouth)
-    area = inside.flatten(1).sum(1).clamp_min(1)
+    return motion_gap(frames, truth, mouth_of_either_frame(mouth))
+
+
+def motion_gap(frames: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """|mean |x_{t+1} - x_t| - mean |y_{t+1} - y_t||, means over ``region`` [B, T-1 or 1, 1,
+    H, W] (1 inside; one mask for every pair when its second dimension is 1), per sample [B];
+    0 where the region is empty. frames, truth: [B, T, C, H, W]."""
+    region = region.expand(-1, frames.shape[1] - 1, -1, -1, -1)
+    area = region.flatten(1).sum(1).clamp_min(1)
 
     def motion(x: torch.Tensor) -> torch.Tensor:
         change = (x[:, 1:] - x[:, :-1]).abs().mean(2, keepdim=True)
-        return (change * inside).flatten(1).sum(1) / area
+        return (change * region).flatten(1).sum(1) / area
 
     return (motion(frames) - motion(truth)).abs()
+
+
+CHIN_THRESHOLD = 0.02
+"""Change between frames (channel mean, in the [-1, 1] range: about 2.5 grey levels) above
+which a truth pixel outside the mouth boxes counts as moving."""
+
+
+def moving_outside_mouth(truth: torch.Tensor, mouth: torch.Tensor, real: torch.Tensor
+                         ) -> torch.Tensor:
+    """[B, 1, 1, H, W]: 1 where the truth [B, T, C, H, W] changes by more than CHIN_THRESHOLD
+    outside the mouth boxes (``mouth`` [B, T, 1, H, W]) in any pair of the window, on the
+    windows where ``real`` [B] (bool) is set, else 0. On the real-texture clips that is the
+    jaw the mouth model's warp moves below the box; the synthetic faces' jaw stays inside it,
+    and their few moving pixels outside are better held still."""
+    change = (truth[:, 1:] - truth[:, :-1]).abs().mean(2, keepdim=True)
+    moving = ((change > CHIN_THRESHOLD).float() * (1 - mouth_of_either_frame(mouth)))
+    return moving.amax(1, keepdim=True) * real.float().view(-1, 1, 1, 1, 1)
 
 
 def mouth_of_either_frame(mouth: torch.Tensor) -> torch.Tensor:

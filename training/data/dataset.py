@@ -55,7 +55,8 @@ class TalkingFaceDataset(Dataset):
       frames [T, 3, H, W] in [-1, 1]; reference [3, H, W]; ref_cross (bool: reference from a
       different identity, eq 12); visemes [T, C] int64; mouth_boxes [T, 4] (pixels);
       flow [T-1, 2, H, W] (frame t -> t+1, pixels; zeros when absent); audio [T * 640] float32;
-      identity (index into ``speakers``); clip (index into ``clips``); start (first frame).
+      identity (index into ``speakers``); real_texture (bool: the clip's faces are real photos
+      or video frames, ClipRecord.texture); clip (index into ``clips``); start (first frame).
     """
 
     def __init__(self, manifest: Manifest, split: str, config: WindowConfig | None = None,
@@ -147,6 +148,7 @@ class TalkingFaceDataset(Dataset):
             "flow": torch.from_numpy(flow).permute(0, 3, 1, 2).contiguous(),
             "audio": torch.from_numpy(audio),
             "identity": torch.tensor(int(self.clip_speaker[ci])),
+            "real_texture": torch.tensor(clip.texture == "real"),
             "ref_identity": torch.tensor(int(self.clip_speaker[ref_clip_index])),
             "clip": torch.tensor(ci),
             "start": torch.tensor(start),

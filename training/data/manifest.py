@@ -69,6 +69,10 @@ class ClipRecord:
     held_frames: str | None = None
     held_mouth_boxes: str | None = None
     held_flow: str | None = None
+    texture: str | None = None
+    """What the faces are drawn from: ``real`` (real photos and video frames animated by the
+    mouth model, training.data.real) or ``synthetic`` (procedurally drawn); None in older
+    manifests and for filmed clips."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

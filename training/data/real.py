@@ -395,7 +395,7 @@ def _record(job: RealJob, n_frames: int, text: str) -> ClipRecord:
         flow_stride=config.flow_stride if config.flow else None,
         held_frames=str(folder / "held_frames"),
         held_mouth_boxes=str(folder / "held_mouth_boxes.npy"),
-        held_flow=str(folder / "held_flow.npy") if config.flow else None)
+        held_flow=str(folder / "held_flow.npy") if config.flow else None, texture="real")
 
 
 def generate_clip(job: RealJob) -> ClipRecord:
@@ -404,7 +404,8 @@ def generate_clip(job: RealJob) -> ClipRecord:
     folder = Path("clips") / f"{job.name}_c{job.clip:03d}"
     done = job.out / folder / "record.json"
     if done.is_file():
-        return ClipRecord(**json.loads(done.read_text()))
+        # a clip rendered before the manifest named its texture is one all the same
+        return ClipRecord(**(json.loads(done.read_text()) | {"texture": "real"}))
     rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
     text, voice, speech, phones, words = _speak(config, job, rng)
     lead = rng.uniform(*config.lead_silence_s)

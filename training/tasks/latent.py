@@ -17,7 +17,9 @@ from training.losses import (
     box_mask,
     identity_loss,
     masked_l1,
+    motion_gap,
     mouth_motion_gap,
+    moving_outside_mouth,
     outside_mouth_change,
     temporal_loss,
 )
@@ -28,11 +30,13 @@ from training.tasks.sync import sync_feature_gap, sync_loss
 
 class LatentTask:
     """Holds the frozen autoencoder and identity encoder and the datasets; ``latent_channels``
-    is the denoiser's latent width, refused unless it is the autoencoder's."""
+    is the denoiser's latent width, refused unless it is the autoencoder's. ``chin``: score
+    the real-texture windows' moving jaw (``chin_motion``) and keep it out of ``leak``."""
 
     def __init__(self, autoencoder: str, identity_encoder: str, latent_channels: int,
                  window: WindowConfig, manifest: Manifest, seed: int, items_per_clip: int,
-                 sync_expert: str | None = None):
+                 sync_expert: str | None = None, chin: bool = False):
+        self.chin = chin
         self.autoencoder = load_frozen(autoencoder, "autoencoder")
         channels = self.autoencoder.config.latent_channels
         if latent_channels != channels:
@@ -84,7 +88,10 @@ class LatentTask:
         that the ground truth does not have (``leak``: where x_t says nothing of the head's
         motion, its best value is no change, so it stops viseme changes moving the rest of
         the face), how much more or less the mouth moves than the truth's
-        (``mouth_motion``), and with a sync expert the sync term and ``mouth_feature``, the
+        (``mouth_motion``), with ``chin`` the same for the pixels outside the mouth boxes
+        that move in a real-texture window's truth (``chin_motion``; ``leak`` then leaves
+        them out: with the timing uncertain its best answer there is a still jaw), and with
+        a sync expert the sync term and ``mouth_feature``, the
         distance between its activations on the decoded and the true mouth windows."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
@@ -93,11 +100,15 @@ class LatentTask:
         mask = box_mask(batch["mouth_boxes"].flatten(0, 1), *frames.shape[-2:])
         mouth = masked_l1(image.flatten(0, 1), frames.flatten(0, 1), mask, per_sample=True)
         masks = mask.unflatten(0, (b, n))
+        moving = (moving_outside_mouth(frames, masks, batch["real_texture"]) if self.chin
+                  else None)
         terms = {"identity": identity_loss(self.identity(image[:, 0]), ident),
                  "temporal": temporal_loss(image, batch["flow"], per_sample=True),
                  "mouth": mouth.view(b, n).mean(1),
-                 "leak": outside_mouth_change(image, frames, masks),
+                 "leak": outside_mouth_change(image, frames, masks, moving),
                  "mouth_motion": mouth_motion_gap(image, frames, masks)}
+        if moving is not None:
+            terms["chin_motion"] = motion_gap(image, frames, moving)
         if self.sync is not None:
             terms["sync"] = sync_loss(self.sync, image, batch["mouth_boxes"], batch["audio"])
             terms["mouth_feature"] = sync_feature_gap(self.sync, image, frames,

@@ -50,7 +50,8 @@ class StudentTask(LatentTask):
         self.teacher = load_frozen(config.teacher, "teacher")
         super().__init__(config.autoencoder, config.identity_encoder, config.model.latent_channels,
                          config.window, manifest, config.train.seed, config.items_per_clip,
-                         config.sync_expert if config.loss.needs_sync_expert() else None)
+                         config.sync_expert if config.loss.needs_sync_expert() else None,
+                         chin=config.loss.chin_motion > 0)
         self.grid = torch.as_tensor(log_snr_grid(config.loss.discretization, config.loss.t_min),
                                     dtype=torch.float32)
 
@@ -84,6 +85,7 @@ class StudentTask(LatentTask):
                  + cfg.temporal * reg["temporal"] + cfg.mouth * reg["mouth"]
                  + cfg.sync * reg.get("sync", 0.0) + cfg.leak * reg["leak"]
                  + cfg.mouth_motion * reg["mouth_motion"]
+                 + cfg.chin_motion * reg.get("chin_motion", 0.0)
                  + cfg.mouth_feature * reg.get("mouth_feature", 0.0))
         logs = {"consistency": l_cd, "match": l_match} | reg
         return total, {k: float(v.detach()) for k, v in logs.items()}
