@@ -149,7 +149,7 @@ eval-real: $(VENV)/.installed $(REAL)/manifest.jsonl
 	$(TSD) eval --student $(MODELS)/student.pt --data $(REAL) --out docs/demo_eval/real \
 	  --sync $(MODELS)/sync.pt --lipread $(MODELS)/lipread.pt --ae $(MODELS)/decoder.pt
 	$(TSD) eval-photos --bundle bundles/demo --data $(REAL) --idenc $(MODELS)/idenc.pt \
-	  --out docs/demo_eval/photos
+	  --out docs/demo_eval/photos --clips 6
 
 $(DEMO)/manifest.jsonl: | $(VENV)/.installed
 	$(TSD) data synth --config configs/data/synth-demo.yaml --out $(DEMO)
