@@ -132,6 +132,7 @@ def test_held_mouth_boxes_shape_mismatch(dataset):
     ({"colour": "red"}, "field 'colour': unknown field"),
     ({"frame_count": 0}, "field 'frame_count': must be positive"),
     ({"flow_stride": None}, "field 'flow_stride': required"),
+    ({"texture": "painted"}, "field 'texture': must be one of"),
 ])
 def test_bad_fields(dataset, change, fragment):
     break_row(dataset, 5, **change)

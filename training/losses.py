@@ -110,7 +110,7 @@ def moving_outside_mouth(truth: torch.Tensor, mouth: torch.Tensor, real: torch.T
     jaw the mouth model's warp moves below the box; the synthetic faces' jaw stays inside it,
     and their few moving pixels outside are better held still."""
     change = (truth[:, 1:] - truth[:, :-1]).abs().mean(2, keepdim=True)
-    moving = ((change > CHIN_THRESHOLD).float() * (1 - mouth_of_either_frame(mouth)))
+    moving = (change > CHIN_THRESHOLD).float() * (1 - mouth_of_either_frame(mouth))
     return moving.amax(1, keepdim=True) * real.float().view(-1, 1, 1, 1, 1)
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from edge_runtime.visemes.vocabulary import SIL
 from training.config import WindowConfig
 from training.data.flow import upsample_flow
-from training.data.manifest import ClipRecord, Manifest
+from training.data.manifest import REAL_TEXTURE, ClipRecord, Manifest
 from training.data.media import SAMPLE_RATE, read_frame, read_frames, read_wav
 from training.errors import UserError
 
@@ -148,7 +148,7 @@ class TalkingFaceDataset(Dataset):
             "flow": torch.from_numpy(flow).permute(0, 3, 1, 2).contiguous(),
             "audio": torch.from_numpy(audio),
             "identity": torch.tensor(int(self.clip_speaker[ci])),
-            "real_texture": torch.tensor(clip.texture == "real"),
+            "real_texture": torch.tensor(clip.texture == REAL_TEXTURE),
             "ref_identity": torch.tensor(int(self.clip_speaker[ref_clip_index])),
             "clip": torch.tensor(ci),
             "start": torch.tensor(start),

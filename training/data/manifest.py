@@ -36,6 +36,9 @@ from training.data.media import SAMPLE_RATE, MediaError, count_frames, wav_info
 from training.errors import UserError
 
 SPLITS = ("train", "val", "test")
+REAL_TEXTURE, SYNTHETIC_TEXTURE = "real", "synthetic"
+"""ClipRecord.texture: faces from real photos and video frames (training.data.real), or
+procedurally drawn ones (training.data.synth)."""
 MANIFEST_NAME = "manifest.jsonl"
 FLOW_FIELDS = ("flow", "held_flow")
 """Optical-flow fields: both need flow_stride and have the same shape."""
@@ -70,9 +73,8 @@ class ClipRecord:
     held_mouth_boxes: str | None = None
     held_flow: str | None = None
     texture: str | None = None
-    """What the faces are drawn from: ``real`` (real photos and video frames animated by the
-    mouth model, training.data.real) or ``synthetic`` (procedurally drawn); None in older
-    manifests and for filmed clips."""
+    """What the faces are drawn from: REAL_TEXTURE (real photos and video frames animated by
+    the mouth model) or SYNTHETIC_TEXTURE; None in older manifests and for filmed clips."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -162,6 +164,10 @@ def _parse_row(line: str, where: str) -> ClipRecord:
     clip = ClipRecord(**row)
     if clip.split not in SPLITS:
         raise ManifestError(f"{where}: field 'split': must be one of {SPLITS}, got {clip.split!r}")
+    textures = (REAL_TEXTURE, SYNTHETIC_TEXTURE)
+    if clip.texture not in (None, *textures):
+        raise ManifestError(f"{where}: field 'texture': must be one of {textures}, "
+                            f"got {clip.texture!r}")
     for key in ("fps", "frame_count", "size"):
         if getattr(clip, key) <= 0:
             raise ManifestError(f"{where}: field {key!r}: must be positive")

@@ -38,7 +38,7 @@ from training.data.festival import VOICES as FESTIVAL_VOICES
 from training.data.festival import synthesize_batch
 from training.data.landmarks import landmarker_from_cache
 from training.data.lrs3 import resample_frames, smooth_track
-from training.data.manifest import ClipRecord, write_manifest
+from training.data.manifest import REAL_TEXTURE, ClipRecord, write_manifest
 from training.data.media import SAMPLE_RATE, read_mp4
 from training.data.parallel import run_parallel, worker_count
 from training.data.preview import contact_sheet
@@ -395,7 +395,7 @@ def _record(job: RealJob, n_frames: int, text: str) -> ClipRecord:
         flow_stride=config.flow_stride if config.flow else None,
         held_frames=str(folder / "held_frames"),
         held_mouth_boxes=str(folder / "held_mouth_boxes.npy"),
-        held_flow=str(folder / "held_flow.npy") if config.flow else None, texture="real")
+        held_flow=str(folder / "held_flow.npy") if config.flow else None, texture=REAL_TEXTURE)
 
 
 def generate_clip(job: RealJob) -> ClipRecord:
@@ -405,7 +405,7 @@ def generate_clip(job: RealJob) -> ClipRecord:
     done = job.out / folder / "record.json"
     if done.is_file():
         # a clip rendered before the manifest named its texture is one all the same
-        return ClipRecord(**(json.loads(done.read_text()) | {"texture": "real"}))
+        return ClipRecord(**(json.loads(done.read_text()) | {"texture": REAL_TEXTURE}))
     rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
     text, voice, speech, phones, words = _speak(config, job, rng)
     lead = rng.uniform(*config.lead_silence_s)

@@ -33,7 +33,7 @@ from training.data.face import (
     sample_scene,
 )
 from training.data.flow import optical_flow
-from training.data.manifest import ClipRecord, write_manifest
+from training.data.manifest import SYNTHETIC_TEXTURE, ClipRecord, write_manifest
 from training.data.media import SAMPLE_RATE, write_frames, write_wav
 from training.data.mouth import mouth_track
 from training.data.parallel import run_parallel, worker_count
@@ -170,14 +170,14 @@ def generate_clip(job: ClipJob) -> ClipRecord:
         flow_stride=config.flow_stride if config.flow else None,
         held_frames=str(folder / "held_frames"),
         held_mouth_boxes=str(folder / "held_mouth_boxes.npy"),
-        held_flow=str(folder / "held_flow.npy") if config.flow else None, texture="synthetic")
+        held_flow=str(folder / "held_flow.npy") if config.flow else None, texture=SYNTHETIC_TEXTURE)
     done = job.out / folder / "record.json"
     if done.is_file():
         kept = ClipRecord(**json.loads(done.read_text()))
         # A folder from before every clip had its held render is rendered again (the same
         # frames, plus the held ones).
         if _held_paths(kept) == _held_paths(record):
-            return ClipRecord(**(kept.to_dict() | {"texture": "synthetic"}))
+            return ClipRecord(**(kept.to_dict() | {"texture": SYNTHETIC_TEXTURE}))
     ident, voice = identity_of(config, job.identity)
     rng = np.random.default_rng([config.seed, job.identity, job.clip, 2])
     text = sentence(rng, config)

@@ -91,8 +91,8 @@ class LatentTask:
         (``mouth_motion``), with ``chin`` the same for the pixels outside the mouth boxes
         that move in a real-texture window's truth (``chin_motion``; ``leak`` then leaves
         them out: with the timing uncertain its best answer there is a still jaw), and with
-        a sync expert the sync term and ``mouth_feature``, the
-        distance between its activations on the decoded and the true mouth windows."""
+        a sync expert the sync term and ``mouth_feature``, the distance between its
+        activations on the decoded and the true mouth windows."""
         b, n = x0.shape[:2]
         z = x0.flatten(0, 1).clamp(-LATENT_LIMIT, LATENT_LIMIT)
         image = self.autoencoder.decode(z).unflatten(0, (b, n))
