@@ -39,6 +39,7 @@ SPLITS = ("train", "val", "test")
 REAL_TEXTURE, SYNTHETIC_TEXTURE = "real", "synthetic"
 """ClipRecord.texture: faces from real photos and video frames (training.data.real), or
 procedurally drawn ones (training.data.synth)."""
+TEXTURES = (REAL_TEXTURE, SYNTHETIC_TEXTURE)
 MANIFEST_NAME = "manifest.jsonl"
 FLOW_FIELDS = ("flow", "held_flow")
 """Optical-flow fields: both need flow_stride and have the same shape."""
@@ -164,9 +165,8 @@ def _parse_row(line: str, where: str) -> ClipRecord:
     clip = ClipRecord(**row)
     if clip.split not in SPLITS:
         raise ManifestError(f"{where}: field 'split': must be one of {SPLITS}, got {clip.split!r}")
-    textures = (REAL_TEXTURE, SYNTHETIC_TEXTURE)
-    if clip.texture not in (None, *textures):
-        raise ManifestError(f"{where}: field 'texture': must be one of {textures}, "
+    if clip.texture not in (None, *TEXTURES):
+        raise ManifestError(f"{where}: field 'texture': must be one of {TEXTURES}, "
                             f"got {clip.texture!r}")
     for key in ("fps", "frame_count", "size"):
         if getattr(clip, key) <= 0:
