@@ -282,3 +282,22 @@ def test_a_clip_from_before_its_held_render_is_rendered_again_the_same(tiny_conf
     assert generate_clip(job) == record
     assert (folder / "held_frames/000005.png").is_file()
     assert (folder / "frames/000005.png").read_bytes() == first
+
+
+def test_a_set_numbered_after_another_has_new_faces_and_merges_with_it(tiny_dataset, tiny_config,
+                                                                       tmp_path):
+    from training.cli import main
+    from training.data.synth import generate
+
+    second = dataclasses.replace(tiny_config, first_identity=tiny_config.identities,
+                                 identities=3, clips_per_identity=1, flow=False)
+    records, _ = generate(second, tmp_path / "second")
+    first = read_manifest(tiny_dataset)
+    assert sorted({r.speaker for r in records}) == ["id0006", "id0007", "id0008"]
+    assert {r.split for r in records} == {"train", "val", "test"}
+    old = {identity_of(tiny_config, i)[0] for i in range(tiny_config.identities)}
+    assert not old & {identity_of(second, i)[0] for i in range(6, 9)}
+    out = tmp_path / "merged"
+    assert main(["data", "merge", str(tiny_dataset), str(tmp_path / "second"), "--out",
+                 str(out)]) == 0
+    assert len(read_manifest(out).clips) == len(first.clips) + 3

@@ -451,12 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
                                           "OUT/last.pt. Launch with torchrun "
                                           "--nproc_per_node N for DDP.")
     train.add_argument("target",
-                       choices=["ae", "idenc", "sync", "lipread", "visemes", "teacher", "student"],
+                       choices=["ae", "idenc", "sync", "lipread", "visemes", "teacher", "student",
+                                "student-regress"],
                        help="what to train: ae (autoencoder), idenc (identity encoder), "
                             "sync (sync expert), lipread (lip-reading viseme classifier, an "
                             "eval metric), visemes (audio viseme recogniser for the device), "
                             "teacher (diffusion teacher; needs ae, idenc and sync), student "
-                            "(consistency distillation; needs the teacher)")
+                            "(consistency distillation; needs the teacher), student-regress "
+                            "(the student regressed on the held truth of many faces, frame by "
+                            "frame from latents encoded once; continue with a student stage)")
     train.add_argument("--config", required=True,
                        help="YAML run config (configs/demo/, or configs/train/ for tests)")
     train.add_argument("--data", help="dataset folder or manifest.jsonl (required, except "
@@ -469,10 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at", type=_positive,
                        help="stop after this step (the schedule still spans the full run)")
     train.add_argument("--init", metavar="CHECKPOINT",
-                       help="where OUT has no last.pt: continue this finished run (its "
-                            "final.pt, or its packed copy in models/) from its weights and "
-                            "step with a fresh optimizer, e.g. a later stage of a demo model "
-                            "on a clone without runs/")
+                       help="where OUT has no last.pt, or one at an earlier step: continue "
+                            "this finished run (its final.pt, or its packed copy in models/) "
+                            "from its weights and step with a fresh optimizer, e.g. a later "
+                            "stage of a demo model on a clone without runs/, or a student "
+                            "stage after student-regress")
     train.set_defaults(func=_train)
 
     models = groups.add_parser("models", help="the finished runs' weights in the repository")

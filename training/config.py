@@ -47,6 +47,9 @@ class SynthConfig:
     """Video frame rate."""
     seed: int = 0
     """Master seed; the dataset is a pure function of the config."""
+    first_identity: int = 0
+    """Number of the first identity (named id0000 for 0); a second set starting past the
+    first set's identities draws other faces and voices under other names, so the two merge."""
     splits: SplitFractions = SplitFractions()
     """Identity split fractions."""
     min_words: int = 4
@@ -70,6 +73,7 @@ class SynthConfig:
 
     def validate(self, where: str) -> None:
         _check(self.identities >= 3, where, "identities", "needs at least 3 (train/val/test)")
+        _check(self.first_identity >= 0, where, "first_identity", "must be >= 0")
         _check(self.clips_per_identity >= 1, where, "clips_per_identity", "must be >= 1")
         _check_size(self.size, where)
         _check(self.fps > 0, where, "fps", "must be positive")
@@ -423,6 +427,10 @@ class TrainConfig:
     """DataLoader worker processes."""
     amp: bool = True
     """bfloat16 autocast when a CUDA GPU is present (ignored on CPU)."""
+    amp_cpu: bool = False
+    """bfloat16 autocast on the CPU too: about twice as fast where the CPU has AMX or
+    AVX512-BF16 (the student's 128-frame step 0.25 -> 0.14 s on the build VM), slow where it
+    has neither."""
 
     def validate(self, where: str) -> None:
         for key in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every",
@@ -615,6 +623,58 @@ class StudentRunConfig:
 
     def validate(self, where: str) -> None:
         _validate_latent_run(self, where)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentRegressLossConfig:
+    """The student regressed on the held truth's latent at its sampler's noise levels."""
+
+    mouth_weight: float = 3.0
+    """Extra weight of the latent cells under the mouth box (1 + w there, 1 elsewhere): the
+    mouth is what the visemes say and what the lip reader reads."""
+    top_times: int = 4
+    """Noise levels: the top N times of the student's log-SNR grid, where its calibrated
+    few-step schedules sample; x is nearly pure noise there, so the student's x0 is its
+    prediction of the frame from the reference, identity and visemes."""
+    discretization: int = StudentLossConfig.discretization
+    """The student's grid (StudentLossConfig.discretization)."""
+    t_min: float = StudentLossConfig.t_min
+    """The student's grid (StudentLossConfig.t_min)."""
+
+    def validate(self, where: str) -> None:
+        _check(self.mouth_weight >= 0, where, "mouth_weight", "must be >= 0")
+        _check(1 <= self.top_times <= self.discretization, where, "top_times",
+               "must be in [1, discretization]")
+        _check(0 < self.t_min < 0.5, where, "t_min", "must be in (0, 0.5)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentRegressRunConfig:
+    """``tsd train student-regress``: the student learns each face's mouth by regressing on
+    the held render's latents of many faces, frame by frame, from latents encoded once
+    (training/data/latents.py); a ``tsd train student`` stage continues from it."""
+
+    model: DenoiserConfig = DenoiserConfig()
+    """Student architecture (the stage it continues from)."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation; one item is one frame."""
+    loss: StudentRegressLossConfig = StudentRegressLossConfig()
+    """Regression weights and noise levels."""
+    autoencoder: str = "runs/ae/final.pt"
+    """Frozen autoencoder that encodes the frames."""
+    identity_encoder: str = "runs/idenc/final.pt"
+    """Frozen identity encoder."""
+    real_share: float | None = 0.2
+    """Share of the frames drawn from real-texture clips when the data has both kinds (None:
+    every frame alike)."""
+    latent_cache: str = "runs/latents"
+    """Folder of the encoded splits, one file per (manifest, split, encoders)."""
+
+    def validate(self, where: str) -> None:
+        for part in ("model", "train", "loss"):
+            getattr(self, part).validate(f"{where}.{part}")
+        _check(self.real_share is None or 0 < self.real_share < 1, where, "real_share",
+               "must be in (0, 1) or null")
 
 
 @dataclasses.dataclass(frozen=True)

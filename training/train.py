@@ -8,6 +8,7 @@ from training.config import (
     AERunConfig,
     IdentityRunConfig,
     LipReadRunConfig,
+    StudentRegressRunConfig,
     StudentRunConfig,
     SyncRunConfig,
     TeacherRunConfig,
@@ -18,7 +19,8 @@ from training.data.manifest import Manifest
 from training.trainer import Trainer, init_distributed
 
 RUN_CONFIGS = {"ae": AERunConfig, "idenc": IdentityRunConfig, "teacher": TeacherRunConfig,
-               "student": StudentRunConfig, "sync": SyncRunConfig,
+               "student": StudentRunConfig, "student-regress": StudentRegressRunConfig,
+               "sync": SyncRunConfig,
                "lipread": LipReadRunConfig, "visemes": VisemeRunConfig}
 
 
@@ -39,6 +41,10 @@ def build_task(target: str, config, manifest: Manifest | None, speech: tuple[Pat
         from training.tasks.student import StudentTask
 
         return StudentTask(config, manifest)
+    if target == "student-regress":
+        from training.tasks.student_regress import StudentRegressTask
+
+        return StudentRegressTask(config, manifest)
     if target == "sync":
         from training.tasks.sync import SyncTask
 

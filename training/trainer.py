@@ -219,6 +219,17 @@ class Trainer:
         log.info("resuming %s at step %d", path, self.step)
         return True
 
+    def _ahead_of_last(self, init: Path) -> bool:
+        """``init`` is further along than OUT/last.pt but short of this config's end (a stage
+        trained in another folder, e.g. student-regress before a student stage): it, not
+        last.pt, is where the run goes on."""
+        last = self.out / "last.pt"
+        if not (last.is_file() and init.is_file()):
+            return False
+        step = int(read_checkpoint(init, "model").get("step", 0))
+        last_step = int(torch.load(last, map_location="cpu", weights_only=False)["step"])
+        return last_step < step < self.config.steps
+
     def start_from(self, path: Path) -> None:
         """Continue a finished run whose last.pt is not at hand (its final.pt or packed model,
         e.g. models/demo): its EMA weights become the model and the EMA, the step count goes
@@ -256,12 +267,16 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------
     def fit(self, stop_at: int | None = None, init: Path | None = None) -> Path:
         """Train to ``config.steps`` (or stop early at ``stop_at``, as an interruption would),
-        resuming from OUT/last.pt, else starting from ``init`` where given (``start_from``);
-        -> path of ``final.pt``."""
+        resuming from OUT/last.pt, else starting from ``init`` where given (``start_from``),
+        and from ``init`` too where it is further along than last.pt; -> path of
+        ``final.pt``."""
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        if not self.resume() and init is not None:
-            self.start_from(Path(init))
+        init = Path(init) if init is not None else None
+        if init is not None and self._ahead_of_last(init):
+            self.start_from(init)
+        elif not self.resume() and init is not None:
+            self.start_from(init)
         if self.step < cfg.schedule_start:
             raise UserError(f"{self.out}: the run is at step {self.step} but this config's "
                             f"schedule starts at step {cfg.schedule_start} "
@@ -298,8 +313,9 @@ class Trainer:
         cfg = self.config
         self.train_model.train()
         generator = step_generator(cfg.seed, self.step, self.info.rank)
-        with torch.autocast("cuda", dtype=torch.bfloat16,
-                            enabled=cfg.amp and self.device.type == "cuda"):
+        device = self.device.type
+        with torch.autocast(device, dtype=torch.bfloat16,
+                            enabled=cfg.amp if device == "cuda" else cfg.amp_cpu):
             loss, logs = self.task.loss(self.train_model, batch, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -330,7 +330,7 @@ def generate(config: SynthConfig, out: Path) -> tuple[list[ClipRecord], float]:
     """Generate (or finish) the dataset in ``out``; -> (records, seconds spent)."""
     out.mkdir(parents=True, exist_ok=True)
     splits = assign_splits(config)
-    jobs = [ClipJob(config, i, j, splits[i], out)
+    jobs = [ClipJob(config, config.first_identity + i, j, splits[i], out)
             for i in range(config.identities) for j in range(config.clips_per_identity)]
     workers = worker_count(config.workers)
     start = time.perf_counter()
