@@ -28,6 +28,17 @@ from training.models.loading import load_frozen
 from training.tasks.sync import sync_feature_gap, sync_loss
 
 
+def load_autoencoder(path: str, latent_channels: int) -> nn.Module:
+    """The frozen autoencoder at ``path``, refused unless its latent width is the
+    denoiser's ``latent_channels``."""
+    autoencoder = load_frozen(path, "autoencoder")
+    channels = autoencoder.config.latent_channels
+    if latent_channels != channels:
+        raise UserError(f"model.latent_channels is {latent_channels}, but the autoencoder "
+                        f"{path} has {channels} latent channels")
+    return autoencoder
+
+
 class LatentTask:
     """Holds the frozen autoencoder and identity encoder and the datasets; ``latent_channels``
     is the denoiser's latent width, refused unless it is the autoencoder's. ``chin``: score
@@ -37,11 +48,7 @@ class LatentTask:
                  window: WindowConfig, manifest: Manifest, seed: int, items_per_clip: int,
                  sync_expert: str | None = None, chin: bool = False):
         self.chin = chin
-        self.autoencoder = load_frozen(autoencoder, "autoencoder")
-        channels = self.autoencoder.config.latent_channels
-        if latent_channels != channels:
-            raise UserError(f"model.latent_channels is {latent_channels}, but the autoencoder "
-                            f"{autoencoder} has {channels} latent channels")
+        self.autoencoder = load_autoencoder(autoencoder, latent_channels)
         self.identity = load_frozen(identity_encoder, "identity encoder")
         self.sync = load_frozen(sync_expert, "sync expert") if sync_expert else None
         if self.sync is not None and window.frames < self.sync.config.frames:

@@ -23,9 +23,9 @@ from training.config import StudentRegressRunConfig
 from training.data.latents import HeldLatentFrames, held_latents
 from training.data.manifest import Manifest
 from training.diffusion.samplers import noise_level, q_sample, v_to_x0
-from training.errors import UserError
 from training.models.denoiser import PREDICTION, Denoiser
 from training.models.loading import load_frozen
+from training.tasks.latent import load_autoencoder
 
 
 class StudentRegressTask:
@@ -33,11 +33,7 @@ class StudentRegressTask:
         self.config = config
         torch.manual_seed(config.train.seed)
         self.model = Denoiser(config.model, PREDICTION["student"])
-        autoencoder = load_frozen(config.autoencoder, "autoencoder")
-        channels = autoencoder.config.latent_channels
-        if config.model.latent_channels != channels:
-            raise UserError(f"model.latent_channels is {config.model.latent_channels}, but the "
-                            f"autoencoder {config.autoencoder} has {channels} latent channels")
+        autoencoder = load_autoencoder(config.autoencoder, config.model.latent_channels)
         identity = load_frozen(config.identity_encoder, "identity encoder")
         encoders = ((config.autoencoder, autoencoder), (config.identity_encoder, identity))
         context = config.model.viseme_window // 2
